@@ -1,0 +1,35 @@
+# Receiver Fanout — build, test, lint, bench.
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -X main.version=$(VERSION)
+
+.PHONY: build test test-unit lint bench fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fanout .
+
+# The README's test command: every test, race detector on. The alerting
+# tests need promtool and amtool, the integration tests a Kafka broker
+# (see README "Tests"); both fail loudly, never skip, when missing.
+test:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+# Fast tests only: no real broker.
+test-unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration_test)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./fanout/
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzAckTracker -fuzztime=30s ./fanout/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,143 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Ordering says which records of a route must be delivered one at a time, in
+// offset order.
+type Ordering int
+
+const (
+	// OrderKey serialises records with the same key (the default). Records
+	// without a key are not ordered among themselves.
+	OrderKey Ordering = iota
+	// OrderPartition serialises all records of a partition.
+	OrderPartition
+	// OrderNone delivers in any order, as fast as the workers go.
+	OrderNone
+)
+
+// String returns the configuration name of the ordering.
+func (o Ordering) String() string {
+	switch o {
+	case OrderKey:
+		return "key"
+	case OrderPartition:
+		return "partition"
+	case OrderNone:
+		return "none"
+	}
+	return fmt.Sprintf("Ordering(%d)", int(o))
+}
+
+// MaxRoutes is the most routes one receiver may have: each in-flight record
+// tracks its unacknowledged routes in one 64-bit mask.
+const MaxRoutes = 64
+
+// RouteConfig is one route of a receiver.
+type RouteConfig struct {
+	// Route delivers the records. Required.
+	Route Route
+	// Workers is the size of the route's worker pool. Default 4.
+	Workers int
+	// Buffer bounds the records waiting for a worker. Default 1024.
+	Buffer int
+	// Ordering defaults to OrderKey.
+	Ordering Ordering
+	// Filter, when set, selects the records this route receives; a record
+	// it rejects counts as acknowledged by this route. It runs on the
+	// caller of Offer and must be fast and must not retain the message.
+	Filter func(m *Message) bool
+	// MaxAttempts is the number of delivery attempts before a record goes
+	// to DeadLetter. It is ignored (retry forever) when DeadLetter is nil.
+	// 0 with a DeadLetter means only permanent errors dead-letter.
+	MaxAttempts int
+	// InitialBackoff and MaxBackoff shape the exponential backoff between
+	// attempts (jittered by ±50%). Defaults 200ms and 30s.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// DeadLetter receives records that exhausted MaxAttempts or failed
+	// permanently. Nil means retry forever.
+	DeadLetter DeadLetterFunc
+}
+
+// ReceiverConfig is one receiver: a topic and its routes.
+type ReceiverConfig struct {
+	Topic string
+	// MaxInflight bounds the records of one partition accepted but not yet
+	// acknowledged by every route. Default 10000.
+	MaxInflight int
+	Routes      []RouteConfig
+}
+
+// Options are the engine's collaborators. The zero value works.
+type Options struct {
+	// Observer receives delivery outcomes and pause events. Default: none.
+	Observer Observer
+	// OnResume is called when a partition that Offer refused may be offered
+	// again. It is called from engine goroutines, possibly while other
+	// engine calls run, and must not block or call back into the engine.
+	OnResume func(topic string, partition int32)
+	// Logger for engine events. Default: zerolog.Nop().
+	Logger *zerolog.Logger
+	// Clock drives backoff waits and timestamps. Default: the real clock.
+	Clock Clock
+	// CloseGrace is how long Close waits for workers after its context
+	// expired and in-flight deliveries were cancelled. Default 2s.
+	CloseGrace time.Duration
+}
+
+func (rc *RouteConfig) setDefaults() {
+	if rc.Workers == 0 {
+		rc.Workers = 4
+	}
+	if rc.Buffer == 0 {
+		rc.Buffer = 1024
+	}
+	if rc.InitialBackoff == 0 {
+		rc.InitialBackoff = 200 * time.Millisecond
+	}
+	if rc.MaxBackoff == 0 {
+		rc.MaxBackoff = 30 * time.Second
+	}
+	if rc.MaxBackoff < rc.InitialBackoff {
+		rc.MaxBackoff = rc.InitialBackoff
+	}
+}
+
+func (c *ReceiverConfig) validate() error {
+	var errs []error
+	if c.Topic == "" {
+		errs = append(errs, errors.New("receiver topic is empty"))
+	}
+	if c.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("receiver %q: max_inflight must be at least 1", c.Topic))
+	}
+	if len(c.Routes) == 0 || len(c.Routes) > MaxRoutes {
+		errs = append(errs, fmt.Errorf("receiver %q: needs 1 to %d routes, has %d", c.Topic, MaxRoutes, len(c.Routes)))
+	}
+	names := make(map[string]bool)
+	for i, rc := range c.Routes {
+		if rc.Route == nil {
+			errs = append(errs, fmt.Errorf("receiver %q: route %d has no Route", c.Topic, i))
+			continue
+		}
+		n := rc.Route.Name()
+		if names[n] {
+			errs = append(errs, fmt.Errorf("receiver %q: duplicate route name %q", c.Topic, n))
+		}
+		names[n] = true
+		if rc.Workers < 1 || rc.Buffer < 1 || rc.MaxAttempts < 0 || rc.InitialBackoff <= 0 {
+			errs = append(errs, fmt.Errorf("receiver %q: route %q: workers and buffer must be at least 1, backoff positive", c.Topic, n))
+		}
+		if rc.Ordering < OrderKey || rc.Ordering > OrderNone {
+			errs = append(errs, fmt.Errorf("receiver %q: route %q: unknown ordering %d", c.Topic, n, rc.Ordering))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,146 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// wait polls cond until it holds or d passes; d is only a guard against a
+// hung test, never part of what is asserted.
+func wait(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+const guard = 20 * time.Second
+
+// recorder is a route that records what it delivered.
+type recorder struct {
+	name string
+	mu   sync.Mutex
+	got  []Message
+	fn   func(ctx context.Context, m Message) error // optional behaviour
+}
+
+func (r *recorder) Name() string { return r.name }
+
+func (r *recorder) Deliver(ctx context.Context, m Message) error {
+	if r.fn != nil {
+		if err := r.fn(ctx, m); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.got = append(r.got, m)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+func (r *recorder) messages() []Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Message(nil), r.got...)
+}
+
+// gate blocks deliveries until opened.
+type gate struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newGate() *gate { return &gate{ch: make(chan struct{})} }
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+func (g *gate) wait(ctx context.Context) error {
+	select {
+	case <-g.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func msg(topic string, p int32, off int64, key string) *Message {
+	m := &Message{Topic: topic, Partition: p, Offset: off, Value: []byte(fmt.Sprintf("v%d", off)), Timestamp: time.Unix(1700000000, 0)}
+	if key != "" {
+		m.Key = []byte(key)
+	}
+	return m
+}
+
+func newEngine(tb testing.TB, opts Options, receivers ...ReceiverConfig) *Engine {
+	tb.Helper()
+	e, err := New(receivers, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	})
+	return e
+}
+
+// offerAll offers records of one partition in order, failing on refusal.
+func offerAll(tb testing.TB, r *Receiver, msgs ...*Message) {
+	tb.Helper()
+	for _, m := range msgs {
+		if err := r.Offer(m); err != nil {
+			tb.Fatalf("offer %d/%d: %v", m.Partition, m.Offset, err)
+		}
+	}
+}
+
+func committed(r *Receiver, p int32) int64 {
+	off, ok := r.Committable(p)
+	if !ok {
+		return -1
+	}
+	return off
+}
+
+// fakeClock makes backoff waits instant and records the requested delays.
+type fakeClock struct {
+	mu     sync.Mutex
+	delays []time.Duration
+}
+
+func (c *fakeClock) Now() time.Time { return time.Now() }
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	c.delays = append(c.delays, d)
+	c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	ch <- time.Now()
+	return ch
+}
+
+func (c *fakeClock) recorded() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.delays...)
+}

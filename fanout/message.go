@@ -1,0 +1,40 @@
+package fanout
+
+import "time"
+
+// Header is one record header. Kafka allows repeated keys, so headers are a
+// slice, not a map.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is the record as the engine and routes see it. It is deliberately
+// not a kgo.Record: routes never import a Kafka client.
+//
+// A route must treat a Message as read-only: the same Key, Value and Headers
+// backing arrays are shared by every route of the receiver.
+type Message struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+
+	// Attempt is the 1-based delivery attempt for this route, set by the
+	// engine before every call to Route.Deliver.
+	Attempt int
+}
+
+// Header returns the value of the first header named key, and whether there
+// was one.
+func (m *Message) Header(key string) ([]byte, bool) {
+	for i := range m.Headers {
+		if m.Headers[i].Key == key {
+			return m.Headers[i].Value, true
+		}
+	}
+	return nil, false
+}

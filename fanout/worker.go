@@ -1,0 +1,164 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// routeRunner is one route of one receiver: its queue, its workers and its
+// retry policy.
+type routeRunner struct {
+	r    *Receiver
+	idx  int
+	bit  uint64
+	name string
+	cfg  RouteConfig
+	q    *queue
+	obs  RouteObserver
+}
+
+func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *routeRunner {
+	return &routeRunner{
+		r:    r,
+		idx:  idx,
+		bit:  1 << uint(idx),
+		name: cfg.Route.Name(),
+		cfg:  cfg,
+		q:    newQueue(cfg.Buffer),
+		obs:  obs,
+	}
+}
+
+// work is one worker goroutine. It owns a backoff state, so a retrying
+// record costs its worker's time and no extra memory.
+func (rr *routeRunner) work() {
+	defer rr.r.e.wg.Done()
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     rr.cfg.InitialBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         rr.cfg.MaxBackoff,
+	}
+	for {
+		j, resume, ok := rr.q.take()
+		if !ok {
+			return
+		}
+		if resume {
+			rr.r.kickResume()
+		}
+		rr.obs.QueueWait(time.Duration(rr.r.e.clock.Now().UnixNano() - j.enq))
+		if rr.deliver(j, b) {
+			j.p.ack(j.seq, rr.bit)
+		}
+		rr.q.finish(j)
+		j.p.doneRunning()
+	}
+}
+
+// deliver runs one record through the route until it is acknowledged or
+// dead-lettered (true), or its partition is revoked or lost or the engine
+// is shut down hard (false: not acknowledged, the next owner redelivers).
+func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff) bool {
+	p := j.p
+	m := p.slot(j.seq).msg // a copy: the route may not see later reuse
+	ctx := p.ctx
+	b.Reset()
+	clock := rr.r.e.clock
+	for attempt := 1; ; attempt++ {
+		if p.revoked.Load() || ctx.Err() != nil {
+			return false
+		}
+		m.Attempt = attempt
+		start := clock.Now()
+		err := rr.call(ctx, m)
+		d := clock.Now().Sub(start)
+		if err == nil {
+			rr.obs.Delivered(OutcomeSuccess, d)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		dlq := rr.cfg.DeadLetter
+		if dlq != nil && (errors.Is(err, ErrPermanent) || (rr.cfg.MaxAttempts > 0 && attempt >= rr.cfg.MaxAttempts)) {
+			if !rr.deadLetter(ctx, p, m, err, attempt, b) {
+				return false
+			}
+			rr.obs.Delivered(OutcomeDeadLetter, d)
+			return true
+		}
+		rr.obs.Delivered(OutcomeRetry, d)
+		rr.r.e.log.Warn().Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).
+			Int64("offset", m.Offset).Str("route", rr.name).Int("attempt", attempt).Msg("delivery failed, retrying")
+		if !rr.wait(ctx, p, nextDelay(b, err)) {
+			return false
+		}
+	}
+}
+
+// deadLetter publishes m to the route's dead-letter function, retrying with
+// backoff while that fails: nothing is dropped.
+func (rr *routeRunner) deadLetter(ctx context.Context, p *partition, m Message, cause error, attempts int, b *backoff.ExponentialBackOff) bool {
+	b.Reset()
+	for {
+		err := rr.safe(func() error { return rr.cfg.DeadLetter(ctx, m, cause, attempts) })
+		if err == nil {
+			rr.r.e.log.Warn().Err(cause).Str("topic", m.Topic).Int32("partition", m.Partition).
+				Int64("offset", m.Offset).Str("route", rr.name).Int("attempts", attempts).Msg("record dead-lettered")
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		rr.r.e.log.Error().Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).
+			Int64("offset", m.Offset).Str("route", rr.name).Msg("dead-letter publish failed, retrying")
+		if !rr.wait(ctx, p, nextDelay(b, err)) {
+			return false
+		}
+	}
+}
+
+// nextDelay is the backoff's next interval, or the route's retry-after hint
+// when that asks for longer.
+func nextDelay(b *backoff.ExponentialBackOff, err error) time.Duration {
+	d := b.NextBackOff()
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.After > d {
+		d = ra.After
+	}
+	return d
+}
+
+// wait sleeps d unless the partition is revoked or ctx ends first.
+func (rr *routeRunner) wait(ctx context.Context, p *partition, d time.Duration) bool {
+	select {
+	case <-rr.r.e.clock.After(d):
+		return !p.revoked.Load()
+	case <-ctx.Done():
+		return false
+	case <-p.gone:
+		return false
+	}
+}
+
+func (rr *routeRunner) call(ctx context.Context, m Message) error {
+	return rr.safe(func() error { return rr.cfg.Route.Deliver(ctx, m) })
+}
+
+// safe runs fn, turning a panic (even panic(nil)) into a *PanicError.
+func (rr *routeRunner) safe(fn func() error) (err error) {
+	panicked := true
+	defer func() {
+		if r := recover(); r != nil || panicked {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	err = fn()
+	panicked = false
+	return err
+}
