@@ -1,0 +1,573 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/receiver-fanout/fanout/fanout"
+)
+
+// DefaultHTTPTimeout is the per-request timeout of an HTTP route whose
+// HTTPOptions.Timeout is zero.
+const DefaultHTTPTimeout = 10 * time.Second
+
+// MaxRetryAfter caps the wait a Retry-After response header can ask for. A
+// server asking for more (or a clock far off) still gets its retry after
+// MaxRetryAfter, so one bad response cannot park a route for days.
+const MaxRetryAfter = time.Hour
+
+// maxDrain bounds how much of a response body is read before closing it. A
+// fully read body lets the transport reuse the connection; a body larger than
+// this costs a new connection instead of unbounded reading.
+const maxDrain = 64 << 10
+
+// Wire header names. See the package documentation for their meaning.
+const (
+	HeaderTopic          = "X-Fanout-Topic"
+	HeaderPartition      = "X-Fanout-Partition"
+	HeaderOffset         = "X-Fanout-Offset"
+	HeaderRoute          = "X-Fanout-Route"
+	HeaderAttempt        = "X-Fanout-Attempt"
+	HeaderTimestamp      = "X-Fanout-Timestamp"
+	HeaderKey            = "X-Fanout-Key"
+	HeaderKeyEncoding    = "X-Fanout-Key-Encoding"
+	HeaderSignature      = "X-Fanout-Signature"
+	HeaderRecordPrefix   = "X-Fanout-Header-"
+	HeaderBase64Headers  = "X-Fanout-Base64-Headers"
+	HeaderIdempotencyKey = "Idempotency-Key"
+)
+
+// HTTPOptions configures an HTTP route. The zero value of every optional
+// field works.
+type HTTPOptions struct {
+	// Name is the route name: sent as X-Fanout-Route and used in errors.
+	// Required.
+	Name string
+	// Topic is the receiver's topic, used only in construction errors.
+	Topic string
+	// URL is the http or https endpoint records are POSTed to. Userinfo in
+	// the URL is sent as basic auth; neither it nor the query string ever
+	// appears in an error message.
+	URL string
+	// Timeout bounds one request, response headers and the bounded body
+	// drain included. Zero means DefaultHTTPTimeout.
+	Timeout time.Duration
+	// Headers are sent with every request. Names must be HTTP tokens. The
+	// names the wire format owns (X-Fanout-*, Idempotency-Key and the
+	// framing headers Content-Length, Transfer-Encoding, Connection, ...)
+	// are rejected. Content-Type is allowed and replaces
+	// application/octet-stream as the default for records without a
+	// content-type header. Host sets the request's Host.
+	Headers map[string]string
+	// SigningSecret, when set, adds X-Fanout-Signature:
+	// sha256=<hex HMAC-SHA256 of the body keyed by the secret>.
+	SigningSecret string
+	// CAFile is a PEM bundle of roots trusted for the server, replacing the
+	// system roots. CertFile and KeyFile are a PEM client certificate and
+	// key for mutual TLS; set both or neither. All three require an https
+	// URL.
+	CAFile, CertFile, KeyFile string
+	// InsecureSkipVerify disables server certificate verification.
+	InsecureSkipVerify bool
+	// Workers is the route's worker count; it sizes the connection pool
+	// (MaxConnsPerHost and MaxIdleConnsPerHost), so every worker can hold a
+	// connection and none are opened beyond that. Zero leaves the pool
+	// unbounded with the net/http idle default.
+	Workers int
+	// Client replaces the route's own client (for tests). Timeout still
+	// applies per request; the TLS options and Workers are ignored. The
+	// route uses a shallow copy that never follows redirects.
+	Client *http.Client
+}
+
+// reservedHeaders may not be set through HTTPOptions.Headers: the wire
+// format or the transport owns them.
+var reservedHeaders = map[string]bool{
+	"Content-Length":    true,
+	"Transfer-Encoding": true,
+	"Connection":        true,
+	"Keep-Alive":        true,
+	"Proxy-Connection":  true,
+	"Upgrade":           true,
+	"Te":                true,
+	"Trailer":           true,
+	"Idempotency-Key":   true,
+}
+
+// HTTPRoute POSTs each record to a URL; see the package documentation for
+// the wire format and how responses are classified. It is safe for
+// concurrent use. It owns the connections of its client until Close.
+type HTTPRoute struct {
+	name        string
+	url         string // as configured; used for requests
+	safeURL     string // without userinfo, query and fragment; used in errors
+	timeout     time.Duration
+	static      http.Header
+	host        string
+	contentType string // default Content-Type
+	secret      []byte
+	client      *http.Client
+
+	now func() time.Time // for Retry-After dates; replaced in tests
+}
+
+var (
+	_ fanout.Route = (*HTTPRoute)(nil)
+	_ io.Closer    = (*HTTPRoute)(nil)
+)
+
+// NewHTTP builds an HTTP route, reading the CA and client certificate files
+// now so that a bad file fails at startup. Errors name the route, the
+// option and the file, never a header value or the secret.
+func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
+	label := fmt.Sprintf("http route %q", o.Name)
+	if o.Topic != "" {
+		label = fmt.Sprintf("http route %q (topic %q)", o.Name, o.Topic)
+	}
+	fail := func(format string, args ...any) (*HTTPRoute, error) {
+		return nil, fmt.Errorf(label+": "+format, args...)
+	}
+
+	if o.Name == "" {
+		return fail("name is empty")
+	}
+	if !validHeaderValue(o.Name) {
+		return fail("name contains control characters")
+	}
+	if o.URL == "" {
+		return fail("url is empty")
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		// url.Error repeats the whole URL, query and password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail("url: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fail("url: scheme must be http or https, not %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return fail("url: no host")
+	}
+	if o.Timeout < 0 {
+		return fail("timeout is negative: %s", o.Timeout)
+	}
+	if o.Workers < 0 {
+		return fail("workers is negative: %d", o.Workers)
+	}
+
+	r := &HTTPRoute{
+		name:        o.Name,
+		url:         o.URL,
+		safeURL:     redactURL(u),
+		timeout:     o.Timeout,
+		static:      make(http.Header, len(o.Headers)+1),
+		contentType: "application/octet-stream",
+		now:         time.Now,
+	}
+	if r.timeout == 0 {
+		r.timeout = DefaultHTTPTimeout
+	}
+	if o.SigningSecret != "" {
+		r.secret = []byte(o.SigningSecret)
+	}
+	r.static.Set("User-Agent", "receiver-fanout")
+	for name, value := range o.Headers {
+		if !validToken(name) {
+			return fail("header name %q is not a valid HTTP token", name)
+		}
+		canon := http.CanonicalHeaderKey(name)
+		if reservedHeaders[canon] || strings.HasPrefix(canon, "X-Fanout-") {
+			return fail("header %q is set by the route and cannot be configured", canon)
+		}
+		if !validHeaderValue(value) {
+			// Never echo the value: it is likely a credential.
+			return fail("header %q: value contains control characters", canon)
+		}
+		switch canon {
+		case "Host":
+			r.host = value
+		case "Content-Type":
+			if value != "" {
+				r.contentType = value
+			}
+		default:
+			r.static.Set(canon, value)
+		}
+	}
+
+	if o.Client != nil {
+		c := *o.Client
+		c.CheckRedirect = noRedirect
+		r.client = &c
+		return r, nil
+	}
+
+	tlsSet := o.CAFile != "" || o.CertFile != "" || o.KeyFile != "" || o.InsecureSkipVerify
+	if tlsSet && u.Scheme != "https" {
+		return fail("ca_file, cert_file, key_file and insecure_skip_verify need an https url")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsSet {
+		cfg := &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // operator's explicit choice
+		}
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return fail("ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fail("ca_file %q: no PEM certificates found", o.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		if (o.CertFile == "") != (o.KeyFile == "") {
+			return fail("cert_file and key_file must be set together")
+		}
+		if o.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+			if err != nil {
+				return fail("cert_file %q, key_file %q: %w", o.CertFile, o.KeyFile, err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		tr.TLSClientConfig = cfg
+	}
+	if o.Workers > 0 {
+		tr.MaxConnsPerHost = o.Workers
+		tr.MaxIdleConnsPerHost = o.Workers
+		tr.MaxIdleConns = max(tr.MaxIdleConns, o.Workers)
+	}
+	r.client = &http.Client{Transport: tr, CheckRedirect: noRedirect}
+	return r, nil
+}
+
+// noRedirect hands 3xx responses back to Deliver. Following them would turn
+// a 301/302/303 into a body-less GET that may well answer 200, acknowledging
+// a record that was never delivered.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Name returns the route name.
+func (r *HTTPRoute) Name() string { return r.name }
+
+// Close closes the client's idle connections. Connections in use close when
+// their request ends. The route stays usable: a later Deliver dials again.
+func (r *HTTPRoute) Close() error {
+	r.client.CloseIdleConnections()
+	return nil
+}
+
+// Deliver POSTs m and classifies the outcome: nil for 2xx; a retryable
+// error for 408, 425, 429, 5xx, a timeout or a transport failure (wrapped in
+// fanout.RetryAfter when the response carries a usable Retry-After); a
+// fanout.Permanent error for any other status. When ctx itself ends, the
+// error wraps ctx.Err().
+func (r *HTTPRoute) Deliver(ctx context.Context, m fanout.Message) error {
+	if err := ctx.Err(); err != nil {
+		return r.wrap(err)
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	req, err := r.newRequest(reqCtx, &m)
+	if err != nil {
+		return fanout.Permanent(r.wrap(err))
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return r.wrap(ctx.Err())
+		case reqCtx.Err() != nil:
+			return r.wrap(&timeoutError{after: r.timeout})
+		}
+		// url.Error repeats the request URL with its query string.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return r.wrap(err)
+	}
+	// Read what is cheap to read so the connection can be reused. The body
+	// stays out of errors: servers echo requests, credentials included.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	_ = resp.Body.Close()
+	return r.classify(resp)
+}
+
+func (r *HTTPRoute) classify(resp *http.Response) error {
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code <= 299:
+		return nil
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
+		code == http.StatusTooManyRequests, code >= 500 && code <= 599:
+		err := r.wrap(&StatusError{StatusCode: code})
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), r.now()); ok && d > 0 {
+			return fanout.RetryAfter(err, d)
+		}
+		return err
+	default:
+		return fanout.Permanent(r.wrap(&StatusError{StatusCode: code}))
+	}
+}
+
+// wrap prefixes err with the route, method and redacted URL.
+func (r *HTTPRoute) wrap(err error) error {
+	return fmt.Errorf("http route %q: POST %s: %w", r.name, r.safeURL, err)
+}
+
+func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(m.Value))
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	if r.host != "" {
+		req.Host = r.host
+	}
+	h := req.Header
+	for k, vs := range r.static {
+		h[k] = vs
+	}
+
+	ct := r.contentType
+	for _, rh := range m.Headers {
+		if strings.EqualFold(rh.Key, "content-type") {
+			if len(rh.Value) > 0 && verbatimSafe(rh.Value) {
+				ct = string(rh.Value)
+			}
+			break
+		}
+	}
+	h.Set("Content-Type", ct)
+
+	topic, partition, offset := m.Topic, strconv.FormatInt(int64(m.Partition), 10), strconv.FormatInt(m.Offset, 10)
+	h.Set(HeaderTopic, topic)
+	h.Set(HeaderPartition, partition)
+	h.Set(HeaderOffset, offset)
+	h.Set(HeaderRoute, r.name)
+	h.Set(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
+	h.Set(HeaderIdempotencyKey, topic+"/"+partition+"/"+offset)
+	if !m.Timestamp.IsZero() {
+		h.Set(HeaderTimestamp, m.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	if len(m.Key) > 0 {
+		if verbatimSafe(m.Key) {
+			h.Set(HeaderKey, string(m.Key))
+		} else {
+			h.Set(HeaderKey, base64.StdEncoding.EncodeToString(m.Key))
+			h.Set(HeaderKeyEncoding, "base64")
+		}
+	}
+	setRecordHeaders(h, m.Headers)
+	if r.secret != nil {
+		mac := hmac.New(sha256.New, r.secret)
+		mac.Write(m.Value)
+		h.Set(HeaderSignature, "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	return req, nil
+}
+
+// setRecordHeaders adds the record's headers as X-Fanout-Header-<Name>.
+//
+// Names: bytes that are HTTP token characters pass through, except '%'; any
+// other byte (and '%') becomes %XX. Decoding the suffix with percent
+// decoding restores the Kafka header name, up to case, which HTTP does not
+// preserve.
+//
+// Values: sent verbatim when printable ASCII without leading or trailing
+// whitespace. Otherwise every value of that HTTP header name is sent in
+// standard base64 and the name is listed in X-Fanout-Base64-Headers, so
+// repeated Kafka headers keep their order and each name has one encoding.
+func setRecordHeaders(h http.Header, hs []fanout.Header) {
+	if len(hs) == 0 {
+		return
+	}
+	names := make([]string, len(hs))
+	var b64 map[string]bool
+	for i, rh := range hs {
+		names[i] = http.CanonicalHeaderKey(HeaderRecordPrefix + encodeHeaderName(rh.Key))
+		if !verbatimSafe(rh.Value) {
+			if b64 == nil {
+				b64 = make(map[string]bool)
+			}
+			b64[names[i]] = true
+		}
+	}
+	var listed []string
+	for i, rh := range hs {
+		name := names[i]
+		if !b64[name] {
+			h[name] = append(h[name], string(rh.Value))
+			continue
+		}
+		if _, seen := h[name]; !seen {
+			listed = append(listed, name)
+		}
+		h[name] = append(h[name], base64.StdEncoding.EncodeToString(rh.Value))
+	}
+	if len(listed) > 0 {
+		h.Set(HeaderBase64Headers, strings.Join(listed, ", "))
+	}
+}
+
+// StatusError is an HTTP response status the route did not accept. Use
+// errors.As to read the code.
+type StatusError struct {
+	StatusCode int
+}
+
+func (e *StatusError) Error() string {
+	s := strconv.Itoa(e.StatusCode)
+	if t := http.StatusText(e.StatusCode); t != "" {
+		s += " " + t
+	}
+	if e.StatusCode >= 300 && e.StatusCode <= 399 {
+		s += " (redirects are not followed)"
+	}
+	return s
+}
+
+// timeoutError is the route's own per-request timeout. It deliberately does
+// not wrap context.DeadlineExceeded, which would read as "the caller's
+// context ended".
+type timeoutError struct{ after time.Duration }
+
+func (e *timeoutError) Error() string { return "timed out after " + e.after.String() }
+func (e *timeoutError) Timeout() bool { return true }
+
+// parseRetryAfter reads a Retry-After value in either form, delta-seconds
+// or HTTP-date, capped at MaxRetryAfter. A date in the past yields 0.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if isDigits(v) {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter, true // overflow is still "a very long time"
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		d = 0
+	}
+	return min(d, MaxRetryAfter), true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// redactURL drops userinfo, query and fragment.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.ForceQuery = false
+	c.Fragment = ""
+	c.RawFragment = ""
+	return c.String()
+}
+
+// isTokenChar reports whether c is an RFC 9110 tchar.
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validHeaderValue is net/http's rule for values it will send: no control
+// characters other than tab.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// verbatimSafe reports whether b survives as a header value unchanged
+// through any HTTP stack: printable ASCII (tab allowed inside), no leading
+// or trailing whitespace (parsers trim it), no bytes above 0x7e (which
+// intermediaries decode as Latin-1 or reject).
+func verbatimSafe(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c > '~' {
+			return false
+		}
+	}
+	if n := len(b); n > 0 {
+		if b[0] == ' ' || b[0] == '\t' || b[n-1] == ' ' || b[n-1] == '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeHeaderName percent-encodes every byte of a Kafka header name that is
+// not an HTTP token character, and '%' itself, so the result is a token and
+// decodes back unambiguously.
+func encodeHeaderName(k string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if isTokenChar(c) && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&0xf])
+	}
+	return b.String()
+}
