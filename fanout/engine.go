@@ -276,37 +276,46 @@ func (r *Receiver) Paused(partition int32) bool {
 	return p.paused
 }
 
-// Committable returns the offset to commit for the partition: the offset
+// Commit is a position to commit: the offset after the acknowledged
+// prefix and the Epoch of the last record in it.
+type Commit struct {
+	Offset int64
+	Epoch  int32
+}
+
+// Committable returns the position to commit for the partition: the offset
 // after the longest prefix of offered records that every route
 // acknowledged. ok is false when the partition is not assigned or no record
 // has completed yet.
-func (r *Receiver) Committable(partition int32) (offset int64, ok bool) {
+func (r *Receiver) Committable(partition int32) (c Commit, ok bool) {
 	p := r.partition(partition)
 	if p == nil {
-		return 0, false
+		return Commit{}, false
 	}
+	return p.commit()
+}
+
+func (p *partition) commit() (Commit, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.committed, p.committed >= 0
+	return Commit{Offset: p.committed, Epoch: p.epoch}, p.committed >= 0
 }
 
 // Revoke stops a partition: its queued records are dropped, its retries
 // abandoned, and Revoke waits, until ctx ends, for its running deliveries.
-// It returns the final committable offset (ok false when none) and ctx's
+// It returns the final committable position (ok false when none) and ctx's
 // error if the wait was cut short, in which case the remaining deliveries
 // are cancelled. The partition's state is forgotten either way; records
 // offered again after a new Assign start a new window.
-func (r *Receiver) Revoke(ctx context.Context, partition int32) (offset int64, ok bool, err error) {
+func (r *Receiver) Revoke(ctx context.Context, partition int32) (c Commit, ok bool, err error) {
 	p := r.detach(partition)
 	if p == nil {
-		return 0, false, nil
+		return Commit{}, false, nil
 	}
 	err = p.waitIdle(ctx)
 	p.cancel()
-	p.mu.Lock()
-	offset, ok = p.committed, p.committed >= 0
-	p.mu.Unlock()
-	return offset, ok, err
+	c, ok = p.commit()
+	return c, ok, err
 }
 
 // Lose drops a partition at once, without waiting: its deliveries are

@@ -115,11 +115,11 @@ func offerAll(tb testing.TB, r *Receiver, msgs ...*Message) {
 }
 
 func committed(r *Receiver, p int32) int64 {
-	off, ok := r.Committable(p)
+	c, ok := r.Committable(p)
 	if !ok {
 		return -1
 	}
-	return off
+	return c.Offset
 }
 
 // fakeClock makes backoff waits instant and records the requested delays.

@@ -22,6 +22,10 @@ type Message struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time
+	// Epoch is opaque to the engine and routes: Receiver.Committable
+	// returns the Epoch of the last record of the acknowledged prefix, so a
+	// Kafka consumer can commit with its leader epoch.
+	Epoch int32
 
 	// Attempt is the 1-based delivery attempt for this route, set by the
 	// engine before every call to Route.Deliver.

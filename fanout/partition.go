@@ -30,6 +30,7 @@ type partition struct {
 	head      uint64 // oldest unacknowledged slot
 	tail      uint64 // next free slot
 	committed int64  // offset after the acknowledged prefix; -1 before any
+	epoch     int32  // Epoch of the record before committed
 	paused    bool
 
 	revoked atomic.Bool
@@ -75,6 +76,7 @@ func (p *partition) advance() {
 			break
 		}
 		p.committed = s.msg.Offset + 1
+		p.epoch = s.msg.Epoch
 		s.msg = Message{} // drop references so the GC can reclaim values
 		p.head++
 		moved = true

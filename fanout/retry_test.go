@@ -233,14 +233,14 @@ func TestRevoke_dropsQueuedWaitsForRunning(t *testing.T) {
 		t.Fatalf("started %d", off)
 	}
 	type result struct {
-		off int64
+		c   Commit
 		ok  bool
 		err error
 	}
 	done := make(chan result)
 	go func() {
-		off, ok, err := r.Revoke(context.Background(), 0)
-		done <- result{off, ok, err}
+		c, ok, err := r.Revoke(context.Background(), 0)
+		done <- result{c, ok, err}
 	}()
 	select {
 	case res := <-done:
@@ -250,7 +250,7 @@ func TestRevoke_dropsQueuedWaitsForRunning(t *testing.T) {
 	release.open()
 	res := <-done
 	// The running record completed before revoke returned, so it counts.
-	if res.err != nil || !res.ok || res.off != 3 {
+	if res.err != nil || !res.ok || res.c.Offset != 3 {
 		t.Fatalf("revoke = %+v, want offset 3", res)
 	}
 	if route.count() != 3 {
