@@ -1,0 +1,198 @@
+package consumer
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// Config is everything the consumer needs; the zero value of each optional
+// field picks the default named in its comment.
+type Config struct {
+	Brokers []string // required
+	Group   string   // required
+	// InstanceID enables static membership (KIP-345) when set.
+	InstanceID string
+	// StartOffset is "earliest" (default) or "latest": where a group with
+	// no committed offset starts.
+	StartOffset string
+	// CommitInterval is how often completed offsets are committed. 1s.
+	CommitInterval time.Duration
+	// RevokeTimeout bounds how long a revoke waits for in-flight
+	// deliveries before it commits and lets the rebalance go on. 10s.
+	RevokeTimeout time.Duration
+	// ShutdownTimeout bounds the drain on shutdown. 30s.
+	ShutdownTimeout time.Duration
+
+	TLS  *TLSConfig  // nil: plaintext
+	SASL *SASLConfig // nil: no authentication
+
+	// Fetch memory bounds. Worst-case buffered fetch memory of the client
+	// is about MaxConcurrentFetches × FetchMaxBytes (each partition's share
+	// capped by PartitionFetchMaxBytes). Defaults 16 MiB, 1 MiB, 2.
+	FetchMaxBytes          int32
+	PartitionFetchMaxBytes int32
+	MaxConcurrentFetches   int
+	// MaxPollRecords is the most records one poll returns, and so the most
+	// records held back for a partition paused mid-poll. 1000.
+	MaxPollRecords int
+	// FetchMaxWait bounds how long a fetch waits for data, and so how long
+	// a resumed partition may wait for its next fetch. 250ms.
+	FetchMaxWait time.Duration
+
+	Logger   *zerolog.Logger // default: none
+	Observer Observer        // default: none
+	// ExtraOpts are appended to the client's options (tests use them to
+	// shorten heartbeats, for example).
+	ExtraOpts []kgo.Opt
+}
+
+// TLSConfig configures TLS to the brokers.
+type TLSConfig struct {
+	CAFile, CertFile, KeyFile string
+	InsecureSkipVerify        bool
+}
+
+// SASLConfig configures SASL authentication.
+type SASLConfig struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Username  string
+	Password  string
+}
+
+func (c *Config) setDefaults() {
+	if c.StartOffset == "" {
+		c.StartOffset = "earliest"
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = time.Second
+	}
+	if c.RevokeTimeout <= 0 {
+		c.RevokeTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.FetchMaxBytes <= 0 {
+		c.FetchMaxBytes = 16 << 20
+	}
+	if c.PartitionFetchMaxBytes <= 0 {
+		c.PartitionFetchMaxBytes = 1 << 20
+	}
+	if c.MaxConcurrentFetches <= 0 {
+		c.MaxConcurrentFetches = 2
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 1000
+	}
+	if c.FetchMaxWait <= 0 {
+		c.FetchMaxWait = 250 * time.Millisecond
+	}
+}
+
+// ClientOpts builds the franz-go options shared by the group consumer and
+// the producers of the routes (brokers, TLS, SASL, logging): one place that
+// turns settings into a connection.
+func (c *Config) ClientOpts() ([]kgo.Opt, error) {
+	if len(c.Brokers) == 0 {
+		return nil, errors.New("consumer: no brokers")
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.TLS != nil {
+		tc, err := c.TLS.build()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if c.SASL != nil {
+		m, err := c.SASL.mechanism()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	if c.Logger != nil {
+		opts = append(opts, kgo.WithLogger(logger{c.Logger}))
+	}
+	return opts, nil
+}
+
+func (t *TLSConfig) build() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // operator's choice
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls: read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka tls: CA file %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka tls: load client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (s *SASLConfig) mechanism() (sasl.Mechanism, error) {
+	switch strings.ToUpper(s.Mechanism) {
+	case "PLAIN":
+		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka sasl: unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", s.Mechanism)
+}
+
+// logger adapts zerolog to kgo.Logger.
+type logger struct{ l *zerolog.Logger }
+
+func (l logger) Level() kgo.LogLevel {
+	switch l.l.GetLevel() {
+	case zerolog.TraceLevel, zerolog.DebugLevel:
+		return kgo.LogLevelDebug
+	case zerolog.InfoLevel:
+		return kgo.LogLevelInfo
+	case zerolog.WarnLevel:
+		return kgo.LogLevelWarn
+	case zerolog.Disabled:
+		return kgo.LogLevelNone
+	}
+	return kgo.LogLevelError
+}
+
+func (l logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	var ev *zerolog.Event
+	switch level {
+	case kgo.LogLevelDebug:
+		ev = l.l.Debug()
+	case kgo.LogLevelInfo:
+		ev = l.l.Info()
+	case kgo.LogLevelWarn:
+		ev = l.l.Warn()
+	case kgo.LogLevelError:
+		ev = l.l.Error()
+	default:
+		return
+	}
+	ev.Str("component", "kgo").Fields(keyvals).Msg(msg)
+}

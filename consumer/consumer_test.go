@@ -1,0 +1,341 @@
+package consumer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/receiver-fanout/fanout/fanout"
+)
+
+func routesOf(rs ...fanout.Route) []fanout.RouteConfig {
+	out := make([]fanout.RouteConfig, len(rs))
+	for i, r := range rs {
+		out[i] = fanout.RouteConfig{Route: r, Workers: 4, Buffer: 256}
+	}
+	return out
+}
+
+func TestConsumer_everyRecordReachesEveryRoute(t *testing.T) {
+	c := newCluster(t, 4, "orders", "payments")
+	addrs := c.ListenAddrs()
+	produced := map[string]map[string]*recordView{}
+	for _, topic := range []string{"orders", "payments"} {
+		produced[topic] = map[string]*recordView{}
+		for k, r := range produce(t, addrs, topic, 2000) {
+			produced[topic][k] = &recordView{key: r.Key, value: r.Value, header: r.Headers[0].Value}
+		}
+	}
+	a, b, d := newSink("a"), newSink("b"), newSink("c")
+	p1, p2, p3 := newSink("a"), newSink("b"), newSink("c")
+	run := start(t, testConfig(addrs, "g1"),
+		fanout.ReceiverConfig{Topic: "orders", Routes: routesOf(a, b, d)},
+		fanout.ReceiverConfig{Topic: "payments", Routes: routesOf(p1, p2, p3)},
+	)
+	wait(t, guard, "all delivered", func() bool {
+		for _, s := range []*sink{a, b, d} {
+			if s.distinct("orders") != 2000 {
+				return false
+			}
+		}
+		for _, s := range []*sink{p1, p2, p3} {
+			if s.distinct("payments") != 2000 {
+				return false
+			}
+		}
+		return true
+	})
+	// Exactly as produced: key, value, headers.
+	for topic, sinks := range map[string][]*sink{"orders": {a, b, d}, "payments": {p1, p2, p3}} {
+		for _, s := range sinks {
+			s.mu.Lock()
+			for k, want := range produced[topic] {
+				m := s.last[topic+"/"+k]
+				if !bytes.Equal(m.Key, want.key) || !bytes.Equal(m.Value, want.value) || len(m.Headers) != 1 || !bytes.Equal(m.Headers[0].Value, want.header) {
+					t.Errorf("%s %s/%s: got key %q value %q headers %v", s.name, topic, k, m.Key, m.Value, m.Headers)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+	if !run.c.Ready() {
+		t.Error("not ready while consuming")
+	}
+	wait(t, guard, "commits reach the end", func() bool {
+		ends := endOffsets(t, addrs, "orders", "payments")
+		got := groupOffsets(t, addrs, "g1")
+		for topic, parts := range ends {
+			for p, end := range parts {
+				if got[topic][p] != end {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	snap := run.c.Stats()
+	for _, p := range snap.Partitions {
+		if p.Lag != 0 || p.Paused {
+			t.Errorf("stats %+v", p)
+		}
+	}
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if run.c.Ready() {
+		t.Error("ready after shutdown")
+	}
+}
+
+type recordView struct{ key, value, header []byte }
+
+// crash stops a consumer the way a killed process would look to the group:
+// no drain and no final commit.
+func (r *running) crash() {
+	r.c.crashForTest()
+	r.cancel()
+	<-r.done
+	close(r.done)
+}
+
+func TestConsumer_crashLosesNothing(t *testing.T) {
+	c := newCluster(t, 4, "events")
+	addrs := c.ListenAddrs()
+	const n = 5000
+	produce(t, addrs, "events", n)
+	const inflight = 200
+	var delivered atomic.Int64
+	pace := func(ctx context.Context, m fanout.Message) error {
+		delivered.Add(1)
+		if m.Offset%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}
+	firstSeen, secondSeen := newSink("r"), newSink("r")
+	firstSeen.fn, secondSeen.fn = pace, pace
+	rc := func(s *sink) fanout.ReceiverConfig {
+		return fanout.ReceiverConfig{Topic: "events", MaxInflight: inflight, Routes: routesOf(s)}
+	}
+	first := start(t, testConfig(addrs, "g2"), rc(firstSeen))
+	wait(t, guard, "mid-stream", func() bool { return delivered.Load() > 1500 })
+	first.crash()
+	atCrash := groupOffsets(t, addrs, "g2")["events"]
+	second := start(t, testConfig(addrs, "g2"), rc(secondSeen))
+	wait(t, guard, "all delivered after restart", func() bool {
+		firstSeen.mu.Lock()
+		defer firstSeen.mu.Unlock()
+		secondSeen.mu.Lock()
+		defer secondSeen.mu.Unlock()
+		union := map[string]bool{}
+		for k := range firstSeen.seen {
+			union[k] = true
+		}
+		for k := range secondSeen.seen {
+			union[k] = true
+		}
+		return len(union) == n
+	})
+	// The restart resumes exactly at what was committed when the first
+	// process died: records before it are never redelivered, every record
+	// from it on is, and the first process had delivered all before it.
+	firstSeen.mu.Lock()
+	secondSeen.mu.Lock()
+	dups := 0
+	ends := endOffsets(t, addrs, "events")["events"]
+	for p, end := range ends {
+		for off := int64(0); off < end; off++ {
+			k := fmt.Sprintf("events/%d/%d", p, off)
+			_, inFirst := firstSeen.seen[k]
+			_, inSecond := secondSeen.seen[k]
+			switch {
+			case off < atCrash[p] && !inFirst:
+				t.Errorf("%s committed before the crash but never delivered", k)
+			case off < atCrash[p] && inSecond:
+				t.Errorf("%s redelivered although committed before the crash", k)
+			case off >= atCrash[p] && !inSecond:
+				t.Errorf("%s not delivered after the restart", k)
+			}
+			if inFirst && inSecond {
+				dups++
+			}
+		}
+	}
+	secondSeen.mu.Unlock()
+	firstSeen.mu.Unlock()
+	t.Logf("redelivered after the crash: %d records (max_inflight %d per partition, plus what completed since the last commit)", dups, inflight)
+	wait(t, guard, "commits reach the end", func() bool {
+		got := groupOffsets(t, addrs, "g2")
+		for p, end := range endOffsets(t, addrs, "events")["events"] {
+			if got["events"][p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	if err := second.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commitLog checks that the group's committed offsets never go backwards,
+// whichever member commits.
+type commitLog struct {
+	mu   sync.Mutex
+	last map[string]int64
+	bad  []string
+}
+
+func (l *commitLog) Consumed(string, int)           {}
+func (l *commitLog) Rebalanced(string, string, int) {}
+func (l *commitLog) Ready(bool)                     {}
+func (l *commitLog) Committed(topic string, p int32, off int64, err error) {
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := fmt.Sprintf("%s/%d", topic, p)
+	if off < l.last[k] {
+		l.bad = append(l.bad, fmt.Sprintf("%s: %d after %d", k, off, l.last[k]))
+	}
+	l.last[k] = off
+}
+
+func TestConsumer_membersJoiningAndLeavingLoseNothing(t *testing.T) {
+	c := newCluster(t, 6, "events")
+	addrs := c.ListenAddrs()
+	const n = 20000
+	produce(t, addrs, "events", n)
+	seen := newSink("r")
+	var delivered atomic.Int64
+	seen.fn = func(ctx context.Context, m fanout.Message) error {
+		if delivered.Add(1)%100 == 0 {
+			time.Sleep(time.Millisecond) // keep the load going through the rebalances
+		}
+		return nil
+	}
+	log := &commitLog{last: map[string]int64{}}
+	cfg := testConfig(addrs, "g3")
+	cfg.Observer = log
+	rc := fanout.ReceiverConfig{Topic: "events", MaxInflight: 500, Routes: routesOf(seen)}
+	m1 := start(t, cfg, rc)
+	wait(t, guard, "some progress", func() bool { return delivered.Load() > 2000 })
+	m2 := start(t, cfg, rc)
+	wait(t, guard, "more progress", func() bool { return delivered.Load() > 6000 })
+	m3 := start(t, cfg, rc)
+	wait(t, guard, "more progress", func() bool { return delivered.Load() > 10000 })
+	if err := m1.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, guard, "more progress", func() bool { return delivered.Load() > 14000 })
+	if err := m2.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, guard, "all delivered", func() bool { return seen.distinct("events") == n })
+	wait(t, guard, "commits reach the end", func() bool {
+		got := groupOffsets(t, addrs, "g3")
+		for p, end := range endOffsets(t, addrs, "events")["events"] {
+			if got["events"][p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	if err := m3.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.bad) > 0 {
+		t.Fatalf("commits went backwards: %v", log.bad)
+	}
+	t.Logf("duplicates across rebalances: %d", seen.duplicates())
+}
+
+// A stalled route on one receiver pauses only that receiver's partitions
+// while the other receiver keeps flowing; memory stays bounded while the
+// backlog waits in Kafka; releasing the stall drains everything.
+func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
+	c := newCluster(t, 4, "stalled", "flowing")
+	addrs := c.ListenAddrs()
+	const backlog = 100_000
+	produce(t, addrs, "stalled", backlog)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
+	stuck := newSink("stuck")
+	stuck.fn = func(ctx context.Context, m fanout.Message) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	fastOnStalled := newSink("fast")
+	other := newSink("other")
+	const buffer, maxInflight, workers = 500, 1000, 4
+	run := start(t, testConfig(addrs, "g4"),
+		fanout.ReceiverConfig{Topic: "stalled", MaxInflight: maxInflight, Routes: []fanout.RouteConfig{
+			{Route: stuck, Workers: workers, Buffer: buffer},
+			{Route: fastOnStalled, Workers: 4, Buffer: buffer},
+		}},
+		fanout.ReceiverConfig{Topic: "flowing", Routes: routesOf(other)},
+	)
+	wait(t, guard, "stalled receiver paused", func() bool {
+		for _, p := range run.c.Stats().Partitions {
+			if p.Topic == "stalled" && p.Paused {
+				return true
+			}
+		}
+		return false
+	})
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	// The other receiver keeps flowing while the stall lasts.
+	for round := range 3 {
+		produce(t, addrs, "flowing", 1000)
+		want := 1000 * (round + 1)
+		wait(t, guard, "flowing receiver delivers", func() bool { return other.distinct("flowing") == want })
+	}
+	accepted := fastOnStalled.distinct("stalled")
+	if bound := buffer + workers; accepted > bound {
+		t.Fatalf("stalled receiver accepted %d records, bound buffer+workers = %d", accepted, bound)
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	// The backlog is 100k records (~2.5 MB of values) in Kafka; the process
+	// holds at most one poll and the buffers. Heap must not grow with it.
+	const heapBound = 64 << 20
+	if during.HeapInuse > heapBound {
+		t.Fatalf("heap in use %d MiB while %d records wait in Kafka (bound %d MiB)", during.HeapInuse>>20, backlog, heapBound>>20)
+	}
+	t.Logf("heap in use: %d MiB before, %d MiB during the stall", before.HeapInuse>>20, during.HeapInuse>>20)
+	for _, p := range run.c.Stats().Partitions {
+		if p.Topic == "flowing" && p.Paused {
+			t.Fatalf("flowing partition %d paused", p.Partition)
+		}
+	}
+	releaseOnce.Do(func() { close(release) })
+	wait(t, 2*guard, "stalled receiver drains", func() bool { return stuck.distinct("stalled") == backlog })
+	wait(t, guard, "commits reach the end", func() bool {
+		got := groupOffsets(t, addrs, "g4")
+		for p, end := range endOffsets(t, addrs, "stalled")["stalled"] {
+			if got["stalled"][p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

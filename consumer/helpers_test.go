@@ -1,0 +1,238 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const guard = 60 * time.Second
+
+func wait(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newCluster(tb testing.TB, partitions int32, topics ...string) *kfake.Cluster {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// produce writes n records to topic, spread over its partitions by key, and
+// returns them keyed by "partition/offset".
+func produce(tb testing.TB, addrs []string, topic string, n int) map[string]*kgo.Record {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	out := make(map[string]*kgo.Record, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for i := range n {
+		rec := &kgo.Record{
+			Topic:   topic,
+			Key:     []byte("key-" + strconv.Itoa(i%37)),
+			Value:   []byte(fmt.Sprintf("%s-value-%d", topic, i)),
+			Headers: []kgo.RecordHeader{{Key: "seq", Value: []byte(strconv.Itoa(i))}},
+		}
+		wg.Add(1)
+		cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			out[fmt.Sprintf("%d/%d", r.Partition, r.Offset)] = r
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		tb.Fatal(firstErr)
+	}
+	return out
+}
+
+// sink is a route that counts deliveries per topic/partition/offset and
+// keeps the last message seen for each.
+type sink struct {
+	name string
+	fn   func(ctx context.Context, m fanout.Message) error
+	mu   sync.Mutex
+	seen map[string]int
+	last map[string]fanout.Message
+}
+
+func newSink(name string) *sink {
+	return &sink{name: name, seen: map[string]int{}, last: map[string]fanout.Message{}}
+}
+
+func (s *sink) Name() string { return s.name }
+
+func (s *sink) Deliver(ctx context.Context, m fanout.Message) error {
+	if s.fn != nil {
+		if err := s.fn(ctx, m); err != nil {
+			return err
+		}
+	}
+	k := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
+	s.mu.Lock()
+	s.seen[k]++
+	s.last[k] = m
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *sink) distinct(topic string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k := range s.seen {
+		if len(k) > len(topic) && k[:len(topic)+1] == topic+"/" {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *sink) duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := 0
+	for _, n := range s.seen {
+		d += n - 1
+	}
+	return d
+}
+
+// testConfig is a consumer config tuned for fast group tests on kfake.
+func testConfig(addrs []string, group string) Config {
+	nop := zerolog.Nop()
+	return Config{
+		Brokers:         addrs,
+		Group:           group,
+		CommitInterval:  50 * time.Millisecond,
+		RevokeTimeout:   5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		FetchMaxWait:    50 * time.Millisecond,
+		Logger:          &nop,
+		ExtraOpts:       []kgo.Opt{kgo.HeartbeatInterval(100 * time.Millisecond)},
+	}
+}
+
+type running struct {
+	c      *Consumer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(tb testing.TB, cfg Config, receivers ...fanout.ReceiverConfig) *running {
+	tb.Helper()
+	c, err := New(cfg, receivers, fanout.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{c: c, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	tb.Cleanup(func() { r.stop(tb) })
+	return r
+}
+
+// stop shuts down gracefully (idempotent) and returns Run's error.
+func (r *running) stop(tb testing.TB) error {
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(guard):
+		tb.Fatal("consumer did not stop")
+		return nil
+	}
+}
+
+// groupOffsets reads the group's committed offsets from the broker.
+func groupOffsets(tb testing.TB, addrs []string, group string) map[string]map[int32]int64 {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	offs, err := adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]map[int32]int64{}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.At
+	})
+	return out
+}
+
+func endOffsets(tb testing.TB, addrs []string, topics ...string) map[string]map[int32]int64 {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), topics...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.Offset
+	})
+	return out
+}
+
+func assertCommittedAtEnd(tb testing.TB, addrs []string, group string, topics ...string) {
+	tb.Helper()
+	ends := endOffsets(tb, addrs, topics...)
+	got := groupOffsets(tb, addrs, group)
+	for topic, parts := range ends {
+		for p, end := range parts {
+			if end > 0 && got[topic][p] != end {
+				tb.Errorf("%s/%d: committed %d, end %d", topic, p, got[topic][p], end)
+			}
+		}
+	}
+}
