@@ -1,0 +1,53 @@
+package routes
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Dead-letter headers, added to the original record's headers.
+const (
+	DLQHeaderTopic     = "fanout-topic"
+	DLQHeaderPartition = "fanout-partition"
+	DLQHeaderOffset    = "fanout-offset"
+	DLQHeaderRoute     = "fanout-route"
+	DLQHeaderError     = "fanout-error"
+	DLQHeaderAttempts  = "fanout-attempts"
+)
+
+// maxDLQError bounds the error text carried in the fanout-error header.
+const maxDLQError = 1024
+
+// DeadLetter returns a fanout.DeadLetterFunc that publishes a failed record
+// to topic through cl: the original key, value and headers, plus the
+// fanout-* headers naming where it came from, the route, the last error and
+// the number of attempts. It returns once the broker acknowledged.
+func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
+	return func(ctx context.Context, m fanout.Message, cause error, attempts int) error {
+		msg := ""
+		if cause != nil {
+			msg = cause.Error()
+			if len(msg) > maxDLQError {
+				msg = msg[:maxDLQError]
+			}
+		}
+		hs := kafkaHeaders(m.Headers, 6)
+		hs = append(hs,
+			kgo.RecordHeader{Key: DLQHeaderTopic, Value: []byte(m.Topic)},
+			kgo.RecordHeader{Key: DLQHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
+			kgo.RecordHeader{Key: DLQHeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+			kgo.RecordHeader{Key: DLQHeaderRoute, Value: []byte(route)},
+			kgo.RecordHeader{Key: DLQHeaderError, Value: []byte(msg)},
+			kgo.RecordHeader{Key: DLQHeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
+		)
+		rec := &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Timestamp}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			return fmt.Errorf("dead-letter %s for route %q: %w", topic, route, err)
+		}
+		return nil
+	}
+}
