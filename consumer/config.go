@@ -23,6 +23,12 @@ type Config struct {
 	Group   string   // required
 	// InstanceID enables static membership (KIP-345) when set.
 	InstanceID string
+	// ClientID names the client in broker logs and quotas. "fanout".
+	ClientID string
+	// SessionTimeout and RebalanceTimeout tune the group; franz-go's
+	// defaults (45s, 60s) when zero.
+	SessionTimeout   time.Duration
+	RebalanceTimeout time.Duration
 	// StartOffset is "earliest" (default) or "latest": where a group with
 	// no committed offset starts.
 	StartOffset string
@@ -107,7 +113,11 @@ func (c *Config) ClientOpts() ([]kgo.Opt, error) {
 	if len(c.Brokers) == 0 {
 		return nil, errors.New("consumer: no brokers")
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	clientID := c.ClientID
+	if clientID == "" {
+		clientID = "fanout"
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(clientID)}
 	if c.TLS != nil {
 		tc, err := c.TLS.build()
 		if err != nil {

@@ -125,6 +125,12 @@ func New(cfg Config, receivers []fanout.ReceiverConfig, engOpts fanout.Options) 
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	if cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
 	opts = append(opts, cfg.ExtraOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
