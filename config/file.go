@@ -1,0 +1,275 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// RouteType says where a route delivers.
+type RouteType string
+
+// The route types.
+const (
+	RouteHTTP    RouteType = "http"    // POST each record to a URL
+	RouteKafka   RouteType = "kafka"   // produce each record to another topic
+	RouteLog     RouteType = "log"     // one JSON line per record on stdout
+	RouteDiscard RouteType = "discard" // acknowledge at once
+)
+
+// Ordering says which records of a route are delivered one at a time, in
+// offset order.
+type Ordering string
+
+// The orderings.
+const (
+	OrderingKey       Ordering = "key"       // per record key (the default)
+	OrderingPartition Ordering = "partition" // per partition
+	OrderingNone      Ordering = "none"      // any order
+)
+
+// Defaults and limits of the file. A zero value in a File built in code
+// means the default (see [File.SetDefaults]); in a parsed file, a field
+// that is absent or null gets the default and an explicit 0 is checked
+// against the limits.
+const (
+	DefaultMaxInflight    = 10000
+	DefaultWorkers        = 4
+	DefaultBuffer         = 1024
+	DefaultOrdering       = OrderingKey
+	DefaultInitialBackoff = 200 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultHTTPTimeout    = 5 * time.Second
+
+	MaxMaxInflight = 1_000_000
+	// MaxRoutes matches the engine: a record tracks its unacknowledged
+	// routes in one 64-bit mask.
+	MaxRoutes  = 64
+	MaxWorkers = 1024
+	MaxBuffer  = 1_000_000
+)
+
+// File is the receivers and routes file.
+type File struct {
+	// Receivers (YAML receivers): at least one, each on its own topic.
+	Receivers []Receiver
+}
+
+// Receiver is one consumed topic and the routes that each of its records
+// goes to.
+type Receiver struct {
+	Topic string // topic
+	// MaxInflight (max_inflight) bounds, per partition, the records
+	// accepted and not yet acknowledged by every route; beyond it the
+	// partition pauses. 1..1,000,000, default 10000.
+	MaxInflight int
+	Routes      []Route // routes: 1..64
+}
+
+// Route is one destination of a receiver's records.
+type Route struct {
+	// Name (name) is unique within the receiver and a metric label:
+	// letters, digits, '.', '_' and '-'.
+	Name string
+	Type RouteType // type: required
+	// Workers (workers) is the worker pool size: 1..1024, default 4.
+	Workers int
+	// Buffer (buffer) bounds the queue in front of the workers:
+	// 1..1,000,000, default 1024.
+	Buffer   int
+	Ordering Ordering // ordering: key (default), partition or none
+	// Filter (filter), when set, selects the records the route receives.
+	Filter *Filter
+	Retry  Retry // retry
+	// DeadLetterTopic (dead_letter_topic) receives records that exhausted
+	// Retry.MaxAttempts or failed permanently. Empty: retry forever.
+	DeadLetterTopic string
+	HTTP            *HTTP  // http: required for, and only for, type http
+	Kafka           *Kafka // kafka: required for, and only for, type kafka
+}
+
+// Filter selects records by header: a record passes when every listed
+// header is present with exactly the given value.
+type Filter struct {
+	Headers map[string]string // headers: at least one
+}
+
+// Retry is a route's retry policy: exponential backoff between attempts.
+type Retry struct {
+	// MaxAttempts (max_attempts) is the number of attempts before a record
+	// goes to the dead-letter topic; 0 means unlimited. A positive value
+	// requires a dead_letter_topic.
+	MaxAttempts int
+	// InitialBackoff (initial_backoff, default 200ms) and MaxBackoff
+	// (max_backoff, default 30s) bound the waits between attempts.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+}
+
+// HTTP configures an http route.
+type HTTP struct {
+	// URL (url) is an absolute http or https URL. It may hold credentials
+	// (user info, query), so print it with [RedactURL].
+	URL     string
+	Timeout time.Duration // timeout: per attempt, default 5s
+	// Headers (headers) are added to every request. Their values may be
+	// credentials and are never printed.
+	Headers map[string]string
+	// SigningSecret (signing_secret), when set, signs each body with
+	// HMAC-SHA256 in X-Fanout-Signature.
+	SigningSecret Secret
+	TLS           *TLS // tls: client TLS settings for https URLs
+}
+
+// TLS is a client TLS configuration. Relative file names are relative to
+// the working directory of the process.
+type TLS struct {
+	CAFile             string // ca_file: PEM roots to trust instead of the system's
+	CertFile           string // cert_file: PEM client certificate, with key_file
+	KeyFile            string // key_file: PEM client key, with cert_file
+	InsecureSkipVerify bool   // insecure_skip_verify: do not verify the server
+}
+
+// Kafka configures a kafka route.
+type Kafka struct {
+	Topic string // topic: required
+	// Brokers (brokers) are the seed brokers of another cluster, as
+	// host:port; empty means the cluster the worker consumes from.
+	Brokers []string
+}
+
+// SetDefaults fills every zero field that has a default. Parse has already
+// done it for a parsed file; call it on a File built in code before
+// Validate.
+func (f *File) SetDefaults() {
+	for i := range f.Receivers {
+		r := &f.Receivers[i]
+		if r.MaxInflight == 0 {
+			r.MaxInflight = DefaultMaxInflight
+		}
+		for j := range r.Routes {
+			rt := &r.Routes[j]
+			if rt.Workers == 0 {
+				rt.Workers = DefaultWorkers
+			}
+			if rt.Buffer == 0 {
+				rt.Buffer = DefaultBuffer
+			}
+			if rt.Ordering == "" {
+				rt.Ordering = DefaultOrdering
+			}
+			if rt.Retry.InitialBackoff == 0 {
+				rt.Retry.InitialBackoff = DefaultInitialBackoff
+			}
+			if rt.Retry.MaxBackoff == 0 {
+				rt.Retry.MaxBackoff = DefaultMaxBackoff
+			}
+			if rt.HTTP != nil && rt.HTTP.Timeout == 0 {
+				rt.HTTP.Timeout = DefaultHTTPTimeout
+			}
+		}
+	}
+}
+
+// Routes returns the number of routes over all receivers.
+func (f *File) Routes() int {
+	n := 0
+	for _, r := range f.Receivers {
+		n += len(r.Routes)
+	}
+	return n
+}
+
+// Summary describes the file for people, one line per receiver and per
+// route: topic and max_inflight; name, type, workers, buffer, ordering,
+// destination, retry and dead-letter topic. It contains no secret: URLs
+// lose their user info and query, header values are never shown.
+func (f *File) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s, %d %s\n", len(f.Receivers), plural(len(f.Receivers), "receiver"), f.Routes(), plural(f.Routes(), "route"))
+	for _, r := range f.Receivers {
+		fmt.Fprintf(&b, "receiver %s: max_inflight=%d, %d %s\n", r.Topic, r.MaxInflight, len(r.Routes), plural(len(r.Routes), "route"))
+		for _, rt := range r.Routes {
+			fmt.Fprintf(&b, "  route %s: %s workers=%d buffer=%d ordering=%s", rt.Name, rt.Type, rt.Workers, rt.Buffer, rt.Ordering)
+			if d := rt.destination(); d != "" {
+				fmt.Fprintf(&b, " -> %s", d)
+			}
+			if rt.Filter != nil && len(rt.Filter.Headers) > 0 {
+				fmt.Fprintf(&b, " filter=headers[%s]", strings.Join(sortedKeys(rt.Filter.Headers), ","))
+			}
+			if rt.Type == RouteHTTP || rt.Type == RouteKafka {
+				attempts := "unlimited"
+				if rt.Retry.MaxAttempts > 0 && rt.DeadLetterTopic != "" {
+					attempts = fmt.Sprint(rt.Retry.MaxAttempts)
+				}
+				fmt.Fprintf(&b, " retry=%s (%s..%s)", attempts, rt.Retry.InitialBackoff, rt.Retry.MaxBackoff)
+			}
+			if rt.DeadLetterTopic != "" {
+				fmt.Fprintf(&b, " dlq=%s", rt.DeadLetterTopic)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+func (rt *Route) destination() string {
+	switch {
+	case rt.Type == RouteHTTP && rt.HTTP != nil:
+		d := RedactURL(rt.HTTP.URL)
+		if rt.HTTP.Timeout > 0 {
+			d += fmt.Sprintf(" timeout=%s", rt.HTTP.Timeout)
+		}
+		if rt.HTTP.SigningSecret != "" {
+			d += " signed"
+		}
+		return d
+	case rt.Type == RouteKafka && rt.Kafka != nil:
+		if len(rt.Kafka.Brokers) > 0 {
+			return fmt.Sprintf("topic %s on %s", rt.Kafka.Topic, strings.Join(rt.Kafka.Brokers, ","))
+		}
+		return "topic " + rt.Kafka.Topic
+	case rt.Type == RouteLog:
+		return "stdout"
+	}
+	return ""
+}
+
+// RedactURL returns raw without user info, query and fragment, which may
+// carry credentials; a removed query shows as "?…". A URL that does not
+// parse becomes "<invalid URL>".
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	if u.Opaque != "" {
+		return u.Scheme + ":…"
+	}
+	hadQuery := u.RawQuery != "" || u.ForceQuery
+	u.User = nil
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	s := u.String()
+	if hadQuery {
+		s += "?…"
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}

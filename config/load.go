@@ -1,0 +1,115 @@
+package config
+
+import (
+	"errors"
+	"os"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Parse decodes and validates a receivers and routes file held in data;
+// name is what errors call the file. ${VAR} in string values expands
+// through lookup (os.LookupEnv when nil). Defaults are filled in.
+//
+// On any problem it returns a nil File and a *ValidationError listing
+// every problem with its line and field path.
+func Parse(name string, data []byte, lookup Lookup) (*File, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	p := newProblems()
+	f := parse(data, lookup, p)
+	if f != nil {
+		validateFile(f, p)
+	}
+	if err := p.err(name); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// LoadFile reads the file at path and parses it with Parse.
+func LoadFile(path string, lookup Lookup) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, lookup)
+}
+
+// parse turns YAML into a File, recording problems; it returns nil when the
+// YAML cannot be read at all.
+func parse(data []byte, lookup Lookup, p *problems) (f *File) {
+	tree, err := parseYAML(data)
+	if err != nil {
+		line := 0
+		msg := err.Error()
+		var ye interface {
+			GetToken() *token.Token
+			GetMessage() string
+		}
+		if errors.As(err, &ye) {
+			msg = ye.GetMessage()
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				line = tk.Position.Line
+			}
+		}
+		p.addLine(line, "", "invalid YAML: "+msg)
+		return nil
+	}
+	d := newDecoder(lookup, p)
+	var body ast.Node
+	for _, doc := range tree.Docs {
+		if doc == nil || doc.Body == nil {
+			continue
+		}
+		if body != nil {
+			p.addLine(nodeLine(doc.Body), "", "only one YAML document is allowed")
+			return nil
+		}
+		body = doc.Body
+	}
+	d.collectAnchors(body, 0)
+	return d.file(body)
+}
+
+// parseYAML runs the YAML parser, turning a panic inside it (a parser bug
+// on odd input) into an error.
+func parseYAML(data []byte) (f *ast.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, errors.New("the YAML parser failed on this input")
+		}
+	}()
+	return parser.ParseBytes(data, 0)
+}
+
+// Config is the whole configuration: the environment and the file it
+// names.
+type Config struct {
+	Env  Env
+	File *File
+}
+
+// Load reads the environment with LoadEnv, then the file it names
+// (FANOUT_CONFIG) with LoadFile, expanding ${VAR} from the process
+// environment. When the environment has problems but still names a file,
+// the file is checked too and both errors are joined, so one run shows
+// everything to fix.
+func Load() (*Config, error) {
+	env, envErr := LoadEnv()
+	path := env.ConfigFile
+	if envErr != nil {
+		path = os.Getenv("FANOUT_CONFIG")
+		if path == "" {
+			path = DefaultEnv().ConfigFile
+		}
+	}
+	f, fileErr := LoadFile(path, os.LookupEnv)
+	if err := errors.Join(envErr, fileErr); err != nil {
+		return nil, err
+	}
+	return &Config{Env: env, File: f}, nil
+}
