@@ -2,15 +2,22 @@
 // delivers every record of each receiver topic to each of its routes.
 //
 // main.go only wires packages together; each concern lives in the package
-// that names it.
+// that names it (see README "Layout").
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/receiver-fanout/fanout/app"
+	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/demo"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -22,9 +29,12 @@ Usage:
   fanout [command] [flags]
 
 Commands:
+  run         run the worker (the default command)
+  validate    check the environment and the receivers file, print a summary
+  demo        run an in-process Kafka, generated events and routes, live
   version     print the version
 
-Run "fanout <command> --help" for a command's flags.
+Run "fanout <command> --help" for a command's flags and settings.
 `
 
 func main() {
@@ -33,13 +43,22 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 {
+	if len(args) > 0 && (len(args[0]) == 0 || args[0][0] != '-') {
 		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "-h", "--help", "help":
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		fmt.Fprint(stdout, usage)
 		return 0
+	}
+	switch cmd {
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "run":
+		return cmdRun(args, stdout, stderr)
+	case "validate":
+		return cmdValidate(args, stdout, stderr)
+	case "demo":
+		return cmdDemo(args, stdout, stderr)
 	case "version":
 		return cmdVersion(args, stdout, stderr)
 	default:
@@ -48,10 +67,133 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+// newFlags returns a flag set whose --help prints text and the settings
+// table.
+func newFlags(name, text string, stderr io.Writer, env bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "Usage: fanout version\n\nPrints the version.") }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, text)
+		if hasFlags(fs) {
+			fmt.Fprintln(stderr, "\nFlags:")
+			fs.PrintDefaults()
+		}
+		if env {
+			fmt.Fprintln(stderr, "\nSettings (environment):")
+			_ = config.PrintEnvUsage(stderr)
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", `Usage: fanout run
+
+Runs the worker: joins FANOUT_GROUP on FANOUT_BROKERS, consumes every
+receiver of the file at FANOUT_CONFIG and delivers each record to each of
+its routes. Serves /metrics, /healthz and /readyz on FANOUT_HTTP_ADDR.
+SIGTERM or SIGINT drains within FANOUT_SHUTDOWN_TIMEOUT, commits, leaves
+the group and exits 0; a second signal exits at once with status 1.
+Logs go to stderr; log routes write their JSON lines to stdout.
+`, stderr, true)
+	if err := fs.Parse(args); err != nil {
+		return exitCode(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fanout run: unexpected arguments %v\n", fs.Args())
+		return 2
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "fanout run: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	log := app.NewLogger(cfg.Env, stderr)
+	for _, name := range config.UnknownVars(os.Environ()) {
+		log.Warn().Str("variable", name).Msg("unknown FANOUT_ variable ignored (misspelt?)")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	w, err := app.New(app.Options{Version: version, Env: cfg.Env, File: cfg.File, Logger: log, LogOut: stdout})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	if err := w.Run(ctx); err != nil {
+		log.Error().Err(err).Msg("fanout failed")
+		return 1
+	}
+	return 0
+}
+
+// signalContext is cancelled by the first SIGTERM or SIGINT; a second one
+// exits at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-ch:
+			fmt.Fprintln(os.Stderr, "fanout: second signal, exiting without draining")
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); close(done); cancel() }
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", `Usage: fanout validate
+
+Loads the FANOUT_* environment and the receivers file at FANOUT_CONFIG,
+prints a summary and exits 0; on any problem prints every one of them
+(file, line, field path, what is wrong) and exits 1. Touches no broker.
+`, stderr, true)
+	if err := fs.Parse(args); err != nil {
+		return exitCode(err)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s is valid\n\n%s\n%s", cfg.Env.ConfigFile, cfg.Env.Summary(), cfg.File.Summary())
+	return 0
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("demo", demo.Usage, stderr, false)
+	var o demo.Options
+	o.Bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitCode(err)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	o.Version = version
+	if err := demo.Run(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "fanout demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "Usage: fanout version\n\nPrints the version.\n", stderr, false)
 	if err := fs.Parse(args); err != nil {
 		return exitCode(err)
 	}

@@ -16,6 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// ErrDrainCutShort wraps Run's error when the shutdown drain ran out of
+// time: the records still in flight were not committed and will be
+// redelivered. The process stopped cleanly otherwise.
+var ErrDrainCutShort = errors.New("consumer: drain cut short")
+
 type tp struct {
 	topic     string
 	partition int32
@@ -541,7 +546,10 @@ func (c *Consumer) shutdown() error {
 	// Leaving runs the revoke callback for everything: the engine is
 	// drained, so it returns at once and commits nothing new.
 	c.cl.CloseAllowingRebalance()
-	return drainErr
+	if drainErr != nil {
+		return fmt.Errorf("%w: %w", ErrDrainCutShort, drainErr)
+	}
+	return nil
 }
 
 // closeNow releases the client and engine without draining (startup

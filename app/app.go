@@ -1,0 +1,204 @@
+// Package app assembles the worker from its parts: configuration, routes,
+// the consumer and its engine, metrics and the HTTP listener. `fanout run`
+// and `fanout demo` both run exactly this; the demo only supplies a
+// different configuration.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/receiver-fanout/fanout/alerting"
+	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/consumer"
+	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/receiver-fanout/fanout/routes"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Options are the inputs of a worker.
+type Options struct {
+	Version string
+	Env     config.Env
+	File    *config.File // validated
+	Logger  zerolog.Logger
+	// LogOut receives the log routes' JSON lines. Default: io.Discard.
+	LogOut io.Writer
+	// Registry is where metrics go; a new one with Go and process
+	// collectors when nil.
+	Registry *prometheus.Registry
+	// KafkaOpts are appended to every Kafka client (tests and the demo use
+	// them to shorten heartbeats).
+	KafkaOpts []kgo.Opt
+}
+
+// Worker is one running process's worth of fanout.
+type Worker struct {
+	log       zerolog.Logger
+	env       config.Env
+	consumer  *consumer.Consumer
+	built     *routes.Built
+	producers *routes.Producers
+	registry  *prometheus.Registry
+	listener  net.Listener
+	server    *http.Server
+}
+
+// New builds a worker and binds its HTTP listener; nothing touches Kafka
+// until Run.
+func New(o Options) (*Worker, error) {
+	if o.LogOut == nil {
+		o.LogOut = io.Discard
+	}
+	if o.Registry == nil {
+		o.Registry = alerting.NewRegistry()
+	}
+	w := &Worker{log: o.Logger, env: o.Env, registry: o.Registry}
+	metrics, err := alerting.NewMetrics(o.Registry, o.Version)
+	if err != nil {
+		return nil, err
+	}
+	ccfg := ConsumerConfig(o.Env)
+	ccfg.Logger = &w.log
+	ccfg.Observer = metrics
+	ccfg.ExtraOpts = o.KafkaOpts
+	base, err := ccfg.ClientOpts()
+	if err != nil {
+		return nil, err
+	}
+	w.producers = routes.NewProducers(append(base, o.KafkaOpts...), 30*time.Second)
+	w.built, err = routes.Build(o.File, w.producers, o.LogOut)
+	if err != nil {
+		w.producers.Close()
+		return nil, err
+	}
+	w.consumer, err = consumer.New(ccfg, w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
+	if err != nil {
+		w.closeRoutes()
+		return nil, err
+	}
+	metrics.CollectFrom(w.consumer.Stats)
+	w.listener, err = net.Listen("tcp", o.Env.HTTPAddr)
+	if err != nil {
+		w.closeRoutes()
+		return nil, fmt.Errorf("listen on FANOUT_HTTP_ADDR %s: %w", o.Env.HTTPAddr, err)
+	}
+	w.server = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second}
+	return w, nil
+}
+
+// ConsumerConfig maps the process settings to the consumer's.
+func ConsumerConfig(e config.Env) consumer.Config {
+	c := consumer.Config{
+		Brokers:                e.Brokers,
+		Group:                  e.Group,
+		InstanceID:             e.InstanceID,
+		ClientID:               e.ClientID,
+		StartOffset:            e.StartOffset,
+		CommitInterval:         e.CommitInterval,
+		ShutdownTimeout:        e.ShutdownTimeout,
+		SessionTimeout:         e.SessionTimeout,
+		RebalanceTimeout:       e.RebalanceTimeout,
+		FetchMaxBytes:          e.FetchMaxBytes,
+		PartitionFetchMaxBytes: e.PartitionFetchMaxBytes,
+		MaxConcurrentFetches:   e.MaxConcurrentFetches,
+	}
+	if e.TLSEnabled || e.TLSCAFile != "" || e.TLSCertFile != "" {
+		c.TLS = &consumer.TLSConfig{CAFile: e.TLSCAFile, CertFile: e.TLSCertFile, KeyFile: e.TLSKeyFile}
+	}
+	if e.SASLMechanism != "" {
+		c.SASL = &consumer.SASLConfig{Mechanism: e.SASLMechanism, Username: e.SASLUsername, Password: string(e.SASLPassword)}
+	}
+	return c
+}
+
+func (w *Worker) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{Registry: w.registry}))
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(rw, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if !w.consumer.Ready() {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(rw, "not ready\n")
+			return
+		}
+		rw.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(rw, "ready\n")
+	})
+	return mux
+}
+
+// Addr is the HTTP listener's address.
+func (w *Worker) Addr() string { return w.listener.Addr().String() }
+
+// Stats is the consumer's and engine's state, for the demo's view.
+func (w *Worker) Stats() consumer.Snapshot { return w.consumer.Stats() }
+
+// Registry is the worker's metrics registry.
+func (w *Worker) Registry() *prometheus.Registry { return w.registry }
+
+// Run serves HTTP and consumes until ctx is cancelled, then drains within
+// FANOUT_SHUTDOWN_TIMEOUT, commits, leaves the group and stops the
+// listener. A drain cut short by the timeout is logged, not returned: the
+// uncommitted records are redelivered, which at-least-once allows. Errors
+// are startup failures (Kafka unreachable, credentials refused).
+func (w *Worker) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- w.server.Serve(w.listener) }()
+	w.log.Info().Str("http_addr", w.Addr()).Strs("brokers", w.env.Brokers).Str("group", w.env.Group).Msg("fanout starting")
+
+	runErr := w.consumer.Run(ctx)
+	var startErr error
+	if runErr != nil && !isDrainErr(runErr) {
+		startErr = runErr
+	} else if runErr != nil {
+		w.log.Warn().Err(runErr).Msg("shutdown drain cut short")
+	}
+	w.closeRoutes()
+
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.server.Shutdown(shutCtx); err != nil {
+		w.log.Warn().Err(err).Msg("http shutdown")
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return errors.Join(startErr, fmt.Errorf("http listener: %w", err))
+	}
+	if startErr == nil {
+		w.log.Info().Msg("fanout stopped")
+	}
+	return startErr
+}
+
+func isDrainErr(err error) bool { return errors.Is(err, consumer.ErrDrainCutShort) }
+
+func (w *Worker) closeRoutes() {
+	if err := w.built.Close(); err != nil {
+		w.log.Warn().Err(err).Msg("closing routes")
+	}
+	w.producers.Close()
+}
+
+// NewLogger builds the process logger from FANOUT_LOG_LEVEL and
+// FANOUT_LOG_FORMAT, writing to w (stderr: stdout belongs to log routes).
+func NewLogger(e config.Env, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(e.LogLevel)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	if e.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
