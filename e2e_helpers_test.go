@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"net"
+	"net/http"
+	"strings"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/receiver-fanout/fanout/alerting"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -73,4 +78,58 @@ func newAdmin(t *testing.T, addrs []string) *kadm.Client {
 	}
 	t.Cleanup(cl.Close)
 	return kadm.NewClient(cl)
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// checkMetricsEndpoint scrapes a running worker: /healthz and /readyz
+// answer 200, and every metric the shipped rules and dashboard use is
+// exported, so rules and code cannot drift apart.
+func checkMetricsEndpoint(t *testing.T, base string) {
+	t.Helper()
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	exported := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# TYPE ") {
+			exported[strings.Fields(line)[2]] = true
+		}
+	}
+	want, err := alerting.MetricNames("alerting/rules.yml", "alerting/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range want {
+		if !exported[name] {
+			t.Errorf("metric %s used by the rules or dashboard is not exported by the worker", name)
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("only %d metric names found in the rules: %v", len(want), want)
+	}
 }

@@ -90,13 +90,14 @@ func TestEndToEnd(t *testing.T) {
 
 	const n = 300
 	produced := produceOrders(t, addrs, n)
+	httpAddr := freeAddr(t)
 
 	cmd := exec.Command(bin, "run")
 	cmd.Env = append(os.Environ(),
 		"FANOUT_BROKERS="+strings.Join(addrs, ","),
 		"FANOUT_GROUP=e2e",
 		"FANOUT_CONFIG="+cfgPath,
-		"FANOUT_HTTP_ADDR=127.0.0.1:0",
+		"FANOUT_HTTP_ADDR="+httpAddr,
 		"FANOUT_COMMIT_INTERVAL=100ms",
 		"FANOUT_SHUTDOWN_TIMEOUT=10s",
 		"E2E_SECRET=s3cret",
@@ -171,6 +172,8 @@ func TestEndToEnd(t *testing.T) {
 		dh["fanout-partition"] == "" || dh["fanout-offset"] == "" {
 		t.Fatalf("dead letter %q headers %v", dlq[0].Value, dh)
 	}
+
+	checkMetricsEndpoint(t, "http://"+httpAddr)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
