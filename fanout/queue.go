@@ -86,14 +86,15 @@ func (q *queue) newKeyState() *keyState {
 // take blocks until a job is ready and returns it, counting it running on
 // its partition before the lock is released (so revoke sees it). It
 // returns false once the queue is closed and fully drained. resume reports
-// that the queue just left congestion.
-func (q *queue) take() (j job, resume, ok bool) {
+// that the queue just left congestion; waited that take had to block.
+func (q *queue) take() (j job, resume, waited, ok bool) {
 	q.mu.Lock()
 	for q.ready.len() == 0 {
 		if q.closed && q.depth == 0 {
 			q.mu.Unlock()
-			return job{}, false, false
+			return job{}, false, waited, false
 		}
+		waited = true
 		q.cond.Wait()
 	}
 	j = q.ready.pop()
@@ -105,7 +106,7 @@ func (q *queue) take() (j job, resume, ok bool) {
 		q.congested.Store(false)
 	}
 	q.mu.Unlock()
-	return j, resume, true
+	return j, resume, waited, true
 }
 
 // finish releases j's key, making the next job of the same key ready.
