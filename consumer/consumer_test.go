@@ -66,18 +66,7 @@ func TestConsumer_everyRecordReachesEveryRoute(t *testing.T) {
 	if !run.c.Ready() {
 		t.Error("not ready while consuming")
 	}
-	wait(t, guard, "commits reach the end", func() bool {
-		ends := endOffsets(t, addrs, "orders", "payments")
-		got := groupOffsets(t, addrs, "g1")
-		for topic, parts := range ends {
-			for p, end := range parts {
-				if got[topic][p] != end {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	waitCommittedAtEnd(t, addrs, "g1", "orders", "payments")
 	snap := run.c.Stats()
 	for _, p := range snap.Partitions {
 		if p.Lag != 0 || p.Paused {
@@ -169,15 +158,7 @@ func TestConsumer_crashLosesNothing(t *testing.T) {
 	secondSeen.mu.Unlock()
 	firstSeen.mu.Unlock()
 	t.Logf("redelivered after the crash: %d records (max_inflight %d per partition, plus what completed since the last commit)", dups, inflight)
-	wait(t, guard, "commits reach the end", func() bool {
-		got := groupOffsets(t, addrs, "g2")
-		for p, end := range endOffsets(t, addrs, "events")["events"] {
-			if got["events"][p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitCommittedAtEnd(t, addrs, "g2", "events")
 	if err := second.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +219,7 @@ func TestConsumer_membersJoiningAndLeavingLoseNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, guard, "all delivered", func() bool { return seen.distinct("events") == n })
-	wait(t, guard, "commits reach the end", func() bool {
-		got := groupOffsets(t, addrs, "g3")
-		for p, end := range endOffsets(t, addrs, "events")["events"] {
-			if got["events"][p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitCommittedAtEnd(t, addrs, "g3", "events")
 	if err := m3.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -326,15 +299,7 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 	}
 	releaseOnce.Do(func() { close(release) })
 	wait(t, 2*guard, "stalled receiver drains", func() bool { return stuck.distinct("stalled") == backlog })
-	wait(t, guard, "commits reach the end", func() bool {
-		got := groupOffsets(t, addrs, "g4")
-		for p, end := range endOffsets(t, addrs, "stalled")["stalled"] {
-			if got["stalled"][p] != end {
-				return false
-			}
-		}
-		return true
-	})
+	waitCommittedAtEnd(t, addrs, "g4", "stalled")
 	if err := run.stop(t); err != nil {
 		t.Fatal(err)
 	}

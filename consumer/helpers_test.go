@@ -224,15 +224,20 @@ func endOffsets(tb testing.TB, addrs []string, topics ...string) map[string]map[
 	return out
 }
 
-func assertCommittedAtEnd(tb testing.TB, addrs []string, group string, topics ...string) {
+// waitCommittedAtEnd waits until the group's committed offsets equal the
+// end offsets of every partition of topics.
+func waitCommittedAtEnd(tb testing.TB, addrs []string, group string, topics ...string) {
 	tb.Helper()
-	ends := endOffsets(tb, addrs, topics...)
-	got := groupOffsets(tb, addrs, group)
-	for topic, parts := range ends {
-		for p, end := range parts {
-			if end > 0 && got[topic][p] != end {
-				tb.Errorf("%s/%d: committed %d, end %d", topic, p, got[topic][p], end)
+	wait(tb, guard, "commits reach the end offsets", func() bool {
+		ends := endOffsets(tb, addrs, topics...)
+		got := groupOffsets(tb, addrs, group)
+		for topic, parts := range ends {
+			for p, end := range parts {
+				if got[topic][p] != end {
+					return false
+				}
 			}
 		}
-	}
+		return true
+	})
 }

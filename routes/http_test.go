@@ -789,12 +789,12 @@ func TestHTTPTLSWithCAFile(t *testing.T) {
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
 // certificate, written to PEM files.
 type testPKI struct {
-	caPool                    *x509.CertPool
-	caFile                    string
-	server                    tls.Certificate
-	clientCert, clientKey     string
-	otherCert, otherKey       string // client cert from a CA the server does not trust
-	clientName, otherCAClient string
+	caPool                *x509.CertPool
+	caFile                string
+	server                tls.Certificate
+	clientCert, clientKey string
+	otherCert, otherKey   string // client cert from a CA the server does not trust
+	clientName            string
 }
 
 func newTestPKI(t *testing.T) testPKI {

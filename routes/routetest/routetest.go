@@ -165,7 +165,7 @@ func deliver(t *testing.T, r fanout.Route, ctx context.Context, m fanout.Message
 	return err
 }
 
-var errHung = fmt.Errorf("Deliver did not return within %s", hang)
+var errHung = fmt.Errorf("route: Deliver did not return within %s", hang)
 
 // deliverWithin calls Deliver, giving up after hang with errHung. The
 // Deliver goroutine is left behind only on that failure.
