@@ -3,14 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
-	"net"
-	"net/http"
-	"strings"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
