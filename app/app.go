@@ -80,17 +80,20 @@ func New(o Options) (*Worker, error) {
 		w.producers.Close()
 		return nil, err
 	}
-	w.consumer, err = consumer.New(ccfg, w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
-	if err != nil {
-		w.closeRoutes()
-		return nil, err
-	}
-	metrics.CollectFrom(w.consumer.Stats)
+	// Bind before the consumer exists: a busy port then leaves nothing
+	// running to clean up.
 	w.listener, err = net.Listen("tcp", o.Env.HTTPAddr)
 	if err != nil {
 		w.closeRoutes()
 		return nil, fmt.Errorf("listen on FANOUT_HTTP_ADDR %s: %w", o.Env.HTTPAddr, err)
 	}
+	w.consumer, err = consumer.New(ccfg, w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
+	if err != nil {
+		_ = w.listener.Close()
+		w.closeRoutes()
+		return nil, err
+	}
+	metrics.CollectFrom(w.consumer.Stats)
 	w.server = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second}
 	return w, nil
 }

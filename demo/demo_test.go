@@ -1,0 +1,369 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// guard bounds every wait: generous, since the race detector on a busy
+// machine slows everything; the waits end as soon as their condition holds.
+const guard = 2 * time.Minute
+
+func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; state:\n%s", guard, what, state())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// recorder keeps every sample of figures the demo takes.
+type recorder struct {
+	mu   sync.Mutex
+	figs []Figures
+}
+
+func (r *recorder) add(f Figures) {
+	r.mu.Lock()
+	r.figs = append(r.figs, f)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []Figures {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Figures(nil), r.figs...)
+}
+
+// describe tells what the figures say, for a failure message: the story
+// and a status line every second.
+func (r *recorder) describe() string {
+	figs := r.all()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%+v\n", readStory(figs))
+	for i, f := range figs {
+		if i%10 == 0 || i == len(figs)-1 {
+			b.WriteString(statusLine(f) + "\n")
+		}
+	}
+	return b.String()
+}
+
+// lockedBuffer is a bytes.Buffer safe for the worker's concurrent logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// story is what the figures tell about the congestion of orders.
+type story struct {
+	everyRouteDelivered bool
+	// pauseFrom..pauseTo is a run of samples during which orders had
+	// paused partitions while orders/congested was congested.
+	pauseFrom, pauseTo int
+	paused             bool
+	// paymentsDuringPause is how many deliveries payments made meanwhile.
+	paymentsDuringPause int64
+	// recoveredAt is a later sample where orders flows again.
+	recoveredAt int
+	recovered   bool
+}
+
+func readStory(figs []Figures) story {
+	var s story
+	if len(figs) == 0 {
+		return s
+	}
+	last := figs[len(figs)-1]
+	s.everyRouteDelivered = len(last.Receivers) == 2
+	for _, r := range last.Receivers {
+		for _, rt := range r.Routes {
+			s.everyRouteDelivered = s.everyRouteDelivered && rt.Delivered > 0
+		}
+	}
+	ordersPaused := func(i int) bool { return figs[i].Receiver(topicOrders).Paused() > 0 }
+	for a := 0; a < len(figs); a++ {
+		if !ordersPaused(a) {
+			continue
+		}
+		b, congested := a, false
+		for ; b+1 < len(figs) && ordersPaused(b+1); b++ {
+		}
+		for i := a; i <= b; i++ {
+			rt := figs[i].Receiver(topicOrders).Route(routeCongested)
+			congested = congested || (figs[i].Phase.Congested && rt.Congested)
+		}
+		grew := figs[b].Receiver(topicPayments).Delivered() - figs[a].Receiver(topicPayments).Delivered()
+		if congested && grew > s.paymentsDuringPause {
+			s.paused, s.pauseFrom, s.pauseTo, s.paymentsDuringPause = true, a, b, grew
+		}
+		a = b
+	}
+	if !s.paused {
+		return s
+	}
+	consumedThen := figs[s.pauseTo].Receiver(topicOrders).Consumed
+	for j := s.pauseTo + 1; j < len(figs); j++ {
+		o := figs[j].Receiver(topicOrders)
+		if figs[j].Phase.Over && o.Paused() == 0 && o.Consumed > consumedThen {
+			s.recovered, s.recoveredAt = true, j
+			break
+		}
+	}
+	return s
+}
+
+func (s story) done() bool {
+	return s.everyRouteDelivered && s.paused && s.paymentsDuringPause > 0 && s.recovered
+}
+
+// TestCongestionPausesOnlyItsReceiver runs the demo with a compressed
+// timeline (congestion 1s after the join, for 4s) and checks what it
+// shows: records reach every route, orders pauses while its congested
+// route is stuck and recovers after, and payments keeps delivering
+// meanwhile.
+func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
+	rec := &recorder{}
+	o := Options{
+		HTTPAddr: "127.0.0.1:0", Plain: true, Rate: 100, Version: "test",
+		congestAfter: time.Second, congestFor: 4 * time.Second, congestDelay: 500 * time.Millisecond,
+		tick: 100 * time.Millisecond, observe: rec.add,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer // written by Run's goroutine only, read after it returned
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o, &stdout, &stderr) }()
+
+	waitFor(t, "every route to deliver, orders to pause and recover while payments flows", func() bool {
+		return readStory(rec.all()).done()
+	}, rec.describe)
+	// A couple more status lines after the recovery.
+	n := len(rec.all())
+	waitFor(t, "two more seconds of samples", func() bool { return len(rec.all()) >= n+20 }, rec.describe)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return after cancel")
+	}
+
+	figs := rec.all()
+	s := readStory(figs)
+	from, to := figs[s.pauseFrom], figs[s.pauseTo]
+	t.Logf("orders paused t=%s–%s (congestion t=%s–%s); payments delivered %d meanwhile; orders flowing again at t=%s",
+		from.Elapsed.Round(time.Millisecond), to.Elapsed.Round(time.Millisecond),
+		to.Phase.Start.Round(time.Millisecond), to.Phase.End.Round(time.Millisecond),
+		s.paymentsDuringPause, figs[s.recoveredAt].Elapsed.Round(time.Millisecond))
+
+	// The alert conditions named the congested route and its receiver.
+	var sawAlert, sawReceiverAlert bool
+	for _, f := range figs[s.pauseFrom : s.pauseTo+1] {
+		for _, a := range f.Alerts {
+			sawAlert = sawAlert || (a.Name == alertRouteCongested && a.Target == "orders/congested")
+			sawReceiverAlert = sawReceiverAlert || (a.Name == alertReceiverPaused && a.Target == topicOrders)
+		}
+	}
+	if !sawAlert {
+		t.Error("FanoutRouteCongested{orders/congested} never held while orders was paused")
+	}
+	if !sawReceiverAlert {
+		t.Error("FanoutReceiverPaused{orders} never held while orders was paused")
+	}
+	// The flaky route retried and dead-lettered.
+	last := figs[len(figs)-1]
+	for _, topic := range receiverTopics() {
+		fl := last.Receiver(topic).Route(routeFlaky)
+		if fl.Retries == 0 || fl.DeadLetters == 0 {
+			t.Errorf("%s/flaky: %d retries, %d dead letters; want some of each", topic, fl.Retries, fl.DeadLetters)
+		}
+	}
+
+	// The plain output: the intro, a status line a second, the summary.
+	out := stdout.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	status := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "t=") {
+			status++
+			if !strings.Contains(l, " orders: in ") || !strings.Contains(l, " payments: in ") || !strings.Contains(l, "alerts:") {
+				t.Errorf("status line lacks a receiver or the alerts: %q", l)
+			}
+		}
+	}
+	if status < 3 {
+		t.Errorf("%d status lines over %s, want one a second:\n%s", status, last.Elapsed, out)
+	}
+	if !strings.HasPrefix(lines[0], "fanout demo: embedded Kafka at 127.0.0.1:") {
+		t.Errorf("first line %q", lines[0])
+	}
+	if !strings.Contains(out, "[congested]") || !strings.Contains(out, "CONGESTED") {
+		t.Errorf("no status line shows the congestion:\n%s", out)
+	}
+	if l := lines[len(lines)-1]; !strings.HasPrefix(l, "fanout demo: stopping after") {
+		t.Errorf("last line %q, want the summary", l)
+	}
+
+	// The live view renders the same figures (no terminal: no colours):
+	// the sample of the pause with the most orders partitions paused.
+	most := from
+	for _, f := range figs[s.pauseFrom : s.pauseTo+1] {
+		if f.Receiver(topicOrders).Paused() > most.Receiver(topicOrders).Paused() {
+			most = f
+		}
+	}
+	m := newModel(lipgloss.NewRenderer(io.Discard), []string{"intro"})
+	next, _ := m.Update(figuresMsg(most))
+	view := next.View()
+	paused := fmt.Sprintf("%d/%d paused", most.Receiver(topicOrders).Paused(), receiverParts)
+	for _, want := range []string{"GOALS", "orders", "payments", "CONGESTED", paused, alertPartitionPaused, "for: durations not applied"} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+}
+
+// TestBusyPortFallsBack: when --http-addr is taken the demo serves on a
+// free port and says so; --duration ends it.
+func TestBusyPortFallsBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout bytes.Buffer
+	var stderr lockedBuffer
+	o := Options{HTTPAddr: ln.Addr().String(), Plain: true, Duration: 1500 * time.Millisecond, tick: 100 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), o, &stdout, &stderr) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not stop after --duration")
+	}
+	out := stdout.String()
+	if !strings.Contains(out, ln.Addr().String()+" is busy") {
+		t.Errorf("no fallback notice:\n%s", out)
+	}
+	if strings.Contains(strings.Split(out, "\n")[0], "http://"+ln.Addr().String()) {
+		t.Errorf("claims to serve on the busy address:\n%s", out)
+	}
+}
+
+// TestVerdicts checks the goals and alert conditions on hand-made
+// figures: orders paused by its congested route, payments at full rate.
+func TestVerdicts(t *testing.T) {
+	partitions := func(paused bool) []PartitionFigures {
+		var ps []PartitionFigures
+		for i := range int32(receiverParts) {
+			ps = append(ps, PartitionFigures{ID: i, Paused: paused})
+		}
+		return ps
+	}
+	f := Figures{
+		Elapsed: 20 * time.Second, Ready: true,
+		Phase: Phase{Joined: true, JoinedAt: time.Second, Start: 9 * time.Second, End: 19 * time.Second, Congested: true},
+		Receivers: []ReceiverFigures{
+			{Topic: topicOrders, ProduceRate: 400, Partitions: partitions(true), LagSeconds: 400, Routes: []RouteFigures{
+				{Name: routeFast, P99: time.Millisecond, Capacity: 200},
+				{Name: routeSlow, P99: 50 * time.Millisecond, Capacity: 200},
+				{Name: routeCongested, Depth: 200, Capacity: 200, Congested: true, P99: 2500 * time.Millisecond},
+			}},
+			{Topic: topicPayments, ProduceRate: 400, IngestRate: 398, Partitions: partitions(false), Routes: []RouteFigures{
+				{Name: routeFast, Rate: 398, P99: time.Millisecond, Capacity: 200},
+				{Name: routeSlow, Rate: 398, P99: 50 * time.Millisecond, Capacity: 200},
+				{Name: routeFlaky, Rate: 360, Capacity: 200, RecentDeadLetters: 3, ErrorRatio: 0.1, AttemptRate: 400},
+			}},
+		},
+	}
+	var mem verdictMemory
+	goals := mem.goals(&f)
+	for i, g := range goals {
+		if g.State != GoalMet {
+			t.Errorf("goal %d %q: state %d (%s), want met", i+1, g.Title, g.State, g.Detail)
+		}
+	}
+	got := map[string]bool{}
+	for _, a := range alerts(&f) {
+		got[a.Name+"{"+a.Target+"}"] = true
+	}
+	for _, want := range []string{
+		"FanoutReceiverPaused{orders}", "FanoutPartitionPaused{orders/0,1,2,3}", "FanoutConsumerLagHigh{orders}",
+		"FanoutRouteCongested{orders/congested}", "FanoutRouteLatencyHigh{orders/congested}",
+		"FanoutRouteErrorRatioHigh{payments/flaky}", "FanoutDeadLetters{payments/flaky}",
+	} {
+		if !got[want] {
+			t.Errorf("alert %s does not hold; got %v", want, got)
+		}
+	}
+	if len(got) != 7 {
+		t.Errorf("alerts %v, want exactly 7", got)
+	}
+
+	// Payments falling behind while orders is paused breaks goal 3.
+	f.Receivers[1].IngestRate = 100
+	if g := mem.goals(&f)[2]; g.State != GoalFailing {
+		t.Errorf("goal 3 with payments at 100/s of 400/s: state %d (%s), want failing", g.State, g.Detail)
+	}
+}
+
+// TestAlertNamesAreShipped: every alert the demo evaluates is a rule of
+// alerting/rules.yml.
+func TestAlertNamesAreShipped(t *testing.T) {
+	rules, err := os.ReadFile("../alerting/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range alertNames {
+		if !strings.Contains(string(rules), "- alert: "+name+"\n") {
+			t.Errorf("alert %s is not in alerting/rules.yml", name)
+		}
+	}
+}
+
+// TestP99 interpolates within buckets as histogram_quantile does.
+func TestP99(t *testing.T) {
+	was := &routeCounters{}
+	now := &routeCounters{count: 100, buckets: []bucket{{0.001, 0}, {0.0025, 50}, {0.005, 100}}}
+	if got := p99(was, now); got < 4900*time.Microsecond || got > 5*time.Millisecond {
+		t.Errorf("p99 = %s, want just under 5ms", got)
+	}
+	if got := p99(now, now); got != -1 {
+		t.Errorf("p99 without observations = %s, want -1", got)
+	}
+}

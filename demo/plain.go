@@ -1,0 +1,155 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// runPlain prints a few lines about the setup, then one status line a
+// second until ctx ends or the worker stops.
+func runPlain(ctx context.Context, d *running, out io.Writer) error {
+	for _, line := range d.intro() {
+		fmt.Fprintln(out, line)
+	}
+	tick := time.NewTicker(d.opts.tick)
+	defer tick.Stop()
+	every := max(1, int(time.Second/d.opts.tick))
+	var last Figures
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, summary(last))
+			return nil
+		case <-d.workerExited:
+			return nil // stop reports why
+		case <-tick.C:
+			last = d.sample()
+			if n%every == 0 {
+				fmt.Fprintln(out, statusLine(last))
+			}
+		}
+	}
+}
+
+// intro says what runs where, for both views.
+func (d *running) intro() []string {
+	lines := []string{
+		fmt.Sprintf("fanout demo: embedded Kafka at %s, metrics at %s", strings.Join(d.cluster.addrs, ","), d.metricsURL()),
+	}
+	if d.notice != "" {
+		lines = append(lines, "  note: "+d.notice)
+	}
+	var recv []string
+	for _, r := range d.scenario.file.Receivers {
+		var names []string
+		for _, rt := range r.Routes {
+			names = append(names, rt.Name)
+		}
+		recv = append(recv, fmt.Sprintf("%s (%d partitions) → %s", r.Topic, receiverParts, strings.Join(names, ", ")))
+	}
+	lines = append(lines,
+		fmt.Sprintf("  %s; %d events/s each", strings.Join(recv, "; "), d.opts.Rate),
+		fmt.Sprintf("  %s/%s takes %s a request from %s after the group is joined, for %s",
+			topicOrders, routeCongested, short(d.opts.congestDelay), short(d.opts.congestAfter), short(d.opts.congestFor)),
+	)
+	return lines
+}
+
+// statusLine is one compact line of figures:
+//
+//	t=12s [congested] orders: in 0/s lag 2345 (5.9s) paused 4/4 | fast 0/s p99 – q 0% | ... || payments: ... || goals 1:ok 2:ok 3:ok || alerts: FanoutRouteCongested{orders/congested} ...
+func statusLine(f Figures) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "t=%s [%s]", secs(f.Elapsed), phaseTag(f))
+	for _, r := range f.Receivers {
+		fmt.Fprintf(&b, " %s: in %s lag %d (%.1fs) paused %d/%d", r.Topic, perSec(r.IngestRate), r.LagRecords, r.LagSeconds, r.Paused(), len(r.Partitions))
+		for _, rt := range r.Routes {
+			fmt.Fprintf(&b, " | %s %s p99 %s q %.0f%%", rt.Name, perSec(rt.Rate), ms(rt.P99), 100*rt.Fill())
+			if rt.Retries > 0 || rt.DeadLetters > 0 {
+				fmt.Fprintf(&b, " r %d dl %d", rt.Retries, rt.DeadLetters)
+			}
+			if rt.Congested {
+				b.WriteString(" CONGESTED")
+			}
+		}
+		b.WriteString(" ||")
+	}
+	b.WriteString(" goals")
+	for i, g := range f.Goals {
+		fmt.Fprintf(&b, " %d:%s", i+1, [...]string{"wait", "ok", "FAIL"}[g.State])
+	}
+	b.WriteString(" || alerts:")
+	if len(f.Alerts) == 0 {
+		b.WriteString(" none")
+	}
+	for _, a := range f.Alerts {
+		fmt.Fprintf(&b, " %s{%s}", a.Name, a.Target)
+	}
+	return b.String()
+}
+
+// phaseTag names where the timeline stands, in a word.
+func phaseTag(f Figures) string {
+	switch p := f.Phase; {
+	case !p.Joined:
+		return "joining"
+	case p.Congested:
+		return "congested"
+	case p.Over:
+		for i := range f.Receivers {
+			if f.Receivers[i].Paused() > 0 {
+				return "recovering"
+			}
+		}
+		return "recovered"
+	}
+	return "normal"
+}
+
+// summary is the last line: totals, and how the goals stood.
+func summary(f Figures) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "fanout demo: stopping after %s:", secs(f.Elapsed))
+	for _, r := range f.Receivers {
+		fmt.Fprintf(&b, " %s %d produced, %d consumed, %d delivered;", r.Topic, r.Produced, r.Consumed, r.Delivered())
+	}
+	for i, g := range f.Goals {
+		fmt.Fprintf(&b, " goal %d %s;", i+1, [...]string{"not judged", "met", "FAILING"}[g.State])
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// tail keeps the last lines written to it (the worker's log while the live
+// view owns the terminal). Safe for concurrent use.
+type tail struct {
+	mu    sync.Mutex
+	lines []string
+	n     int
+}
+
+func newTail(n int) *tail { return &tail{n: n} }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		t.lines = append(t.lines, line)
+		if len(t.lines) > t.n {
+			t.lines = t.lines[1:]
+		}
+	}
+	return len(p), nil
+}
+
+// flush writes the kept lines to w.
+func (t *tail) flush(w io.Writer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, line := range t.lines {
+		fmt.Fprintln(w, line)
+	}
+}

@@ -1,0 +1,255 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"golang.org/x/term"
+)
+
+// runTUI shows the live view until ctx ends, the worker stops or the user
+// quits, then leaves a summary on the normal screen.
+func runTUI(ctx context.Context, d *running, out io.Writer) error {
+	m := newModel(lipgloss.NewRenderer(out), d.intro())
+	opts := []tea.ProgramOption{tea.WithOutput(out), tea.WithAltScreen(), tea.WithoutSignalHandler()}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		// No keys to read; Ctrl-C arrives as SIGINT and cancels ctx.
+		opts = append(opts, tea.WithInput(nil))
+	}
+	p := tea.NewProgram(m, opts...)
+
+	quit := make(chan struct{})
+	fed := make(chan Figures, 1)
+	go func() {
+		var last Figures
+		defer func() { fed <- last }()
+		tick := time.NewTicker(d.opts.tick)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				p.Quit()
+				return
+			case <-d.workerExited:
+				p.Quit()
+				return
+			case <-tick.C:
+				last = d.sample()
+				p.Send(figuresMsg(last))
+			}
+		}
+	}()
+	_, err := p.Run()
+	close(quit)
+	last := <-fed
+	if last.Elapsed > 0 {
+		fmt.Fprintln(out, statusLine(last))
+		fmt.Fprintln(out, summary(last))
+	}
+	if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, tea.ErrInterrupted) {
+		return nil
+	}
+	return err
+}
+
+// figuresMsg carries a new sample to the model.
+type figuresMsg Figures
+
+// model is the live view.
+type model struct {
+	st    styles
+	intro []string
+	f     Figures
+	have  bool
+	width int
+}
+
+type styles struct {
+	title, head, dim, bold, ok, warn, bad, info lipgloss.Style
+	r                                           *lipgloss.Renderer
+}
+
+func newModel(r *lipgloss.Renderer, intro []string) model {
+	s := r.NewStyle
+	return model{
+		intro: intro,
+		st: styles{
+			r:     r,
+			title: s().Bold(true).Foreground(lipgloss.Color("15")).Background(lipgloss.Color("4")).Padding(0, 1),
+			head:  s().Bold(true).Underline(true),
+			dim:   s().Foreground(lipgloss.Color("8")),
+			bold:  s().Bold(true),
+			ok:    s().Foreground(lipgloss.Color("2")),
+			warn:  s().Foreground(lipgloss.Color("3")),
+			bad:   s().Foreground(lipgloss.Color("1")).Bold(true),
+			info:  s().Foreground(lipgloss.Color("6")),
+		},
+	}
+}
+
+func (m model) Init() tea.Cmd { return nil }
+
+func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case figuresMsg:
+		m.f, m.have = Figures(msg), true
+	case tea.WindowSizeMsg:
+		m.width = msg.Width
+	case tea.KeyMsg:
+		switch msg.String() {
+		case "q", "Q", "esc", "ctrl+c":
+			return m, tea.Quit
+		}
+	}
+	return m, nil
+}
+
+// Column widths of the route table.
+const (
+	colRoute = 10
+	colDesc  = 30
+	barWidth = 10
+)
+
+func (m model) View() string {
+	st, f := m.st, m.f
+	var lines []string
+	add := func(s ...string) { lines = append(lines, strings.Join(s, "")) }
+
+	add(st.title.Render("Receiver Fanout demo"), "  ", st.bold.Render("t="+secs(f.Elapsed)), "  ", st.dim.Render("q quits"))
+	for _, l := range m.intro {
+		add(st.dim.Render(l))
+	}
+	add(m.timeline())
+	if !m.have {
+		add("", "starting…")
+		return m.fit(lines)
+	}
+
+	add("")
+	add(st.head.Render("GOALS"))
+	for i, g := range f.Goals {
+		add(" ", m.goalMark(g.State), fmt.Sprintf(" %d %-38s ", i+1, g.Title), st.dim.Render(g.Detail))
+	}
+
+	for i := range f.Receivers {
+		r := &f.Receivers[i]
+		add("")
+		add(st.head.Render(r.Topic), "  in ", st.bold.Render(perSec(r.IngestRate)), st.dim.Render(" of "+perSec(r.ProduceRate)+" produced"),
+			fmt.Sprintf("   lag %d records / %.1fs", r.LagRecords, r.LagSeconds),
+			"   partitions ", m.partitions(r))
+		add(st.dim.Render(fmt.Sprintf("  %-*s %-*s %10s %7s %7s  %-*s %8s %8s", colRoute, "route", colDesc, "does",
+			"delivered", "rate", "p99", barWidth+5, "queue", "retries", "dead ltr")))
+		for j := range r.Routes {
+			rt := &r.Routes[j]
+			row := fmt.Sprintf("  %-*s %-*s %10d %7s %7s  ", colRoute, rt.Name, colDesc, clip(rt.Desc, colDesc),
+				rt.Delivered, perSec(rt.Rate), ms(rt.P99))
+			tail := fmt.Sprintf(" %8d %8d", rt.Retries, rt.DeadLetters)
+			flag := ""
+			if rt.Congested {
+				flag = "  " + st.bad.Render("CONGESTED")
+			}
+			add(row, m.bar(rt.Fill()), tail, flag)
+		}
+	}
+
+	add("")
+	add(st.head.Render("ALERTS"), st.dim.Render("  conditions of alerting/rules.yml that hold now · for: durations not applied · windows: rates 1m, p99 5s"))
+	if len(f.Alerts) == 0 {
+		add("  ", st.ok.Render("none"))
+	}
+	for _, a := range f.Alerts {
+		sev := st.info
+		switch a.Severity {
+		case "critical":
+			sev = st.bad
+		case "warning":
+			sev = st.warn
+		}
+		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-22s ", a.Name, a.Target), st.dim.Render(a.Value))
+	}
+	return m.fit(lines)
+}
+
+// timeline says where the scripted congestion stands.
+func (m model) timeline() string {
+	st, p := m.st, m.f.Phase
+	what := topicOrders + "/" + routeCongested
+	switch {
+	case !p.Joined:
+		return st.warn.Render("joining the consumer group…")
+	case p.Congested:
+		return st.bad.Render(fmt.Sprintf("%s is CONGESTED since t=%s", what, secs(p.Start))) +
+			fmt.Sprintf(" · recovers at t=%s (in %s)", secs(p.End), secs(max(0, p.End-m.f.Elapsed)))
+	case p.Over:
+		return st.ok.Render(fmt.Sprintf("%s was congested t=%s–%s; %s", what, secs(p.Start), secs(p.End), phaseTag(m.f)))
+	}
+	return fmt.Sprintf("normal operation · %s congests at t=%s (in %s)", what, secs(p.Start), secs(max(0, p.Start-m.f.Elapsed)))
+}
+
+func (m model) goalMark(s GoalState) string {
+	switch s {
+	case GoalMet:
+		return m.st.ok.Render("✔")
+	case GoalFailing:
+		return m.st.bad.Render("✘")
+	}
+	return m.st.warn.Render("…")
+}
+
+// partitions draws one block a partition, red when paused.
+func (m model) partitions(r *ReceiverFigures) string {
+	var b strings.Builder
+	for _, p := range r.Partitions {
+		if p.Paused {
+			b.WriteString(m.st.bad.Render("■"))
+		} else {
+			b.WriteString(m.st.ok.Render("■"))
+		}
+	}
+	n := r.Paused()
+	label := fmt.Sprintf(" %d/%d paused", n, len(r.Partitions))
+	if n > 0 {
+		return b.String() + m.st.bad.Render(label)
+	}
+	return b.String() + label
+}
+
+// bar draws a queue's fill, with its percentage.
+func (m model) bar(fill float64) string {
+	fill = min(max(fill, 0), 1)
+	n := int(fill*barWidth + 0.5)
+	style := m.st.ok
+	switch {
+	case fill >= 0.9:
+		style = m.st.bad
+	case fill >= 0.5:
+		style = m.st.warn
+	}
+	return style.Render(strings.Repeat("█", n)) + m.st.dim.Render(strings.Repeat("░", barWidth-n)) + fmt.Sprintf(" %3.0f%%", 100*fill)
+}
+
+// fit joins the lines, cut to the terminal's width.
+func (m model) fit(lines []string) string {
+	s := strings.Join(lines, "\n")
+	if m.width > 0 {
+		s = m.st.r.NewStyle().MaxWidth(m.width).Render(s)
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
