@@ -1,0 +1,429 @@
+package integration_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const guard = 90 * time.Second
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// names returns topic and group names unique to this test run.
+func names(t *testing.T, n int) []string {
+	t.Helper()
+	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	suffix := strconv.FormatUint(rand.Uint64()%1_000_000, 36)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%s-%d", base, suffix, i)
+	}
+	return out
+}
+
+func client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kafka.plain...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func admin(t *testing.T) *kadm.Client { return kadm.NewClient(client(t)) }
+
+func createTopics(t *testing.T, partitions int32, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := admin(t).CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil {
+			t.Fatalf("create topic %s: %v", r.Topic, r.Err)
+		}
+	}
+}
+
+// producer produces numbered records ("<topic>-<i>") to topic.
+type producer struct {
+	cl    *kgo.Client
+	topic string
+	next  int
+}
+
+func newProducer(t *testing.T, topic string) *producer {
+	return &producer{cl: client(t, kgo.ProducerLinger(5*time.Millisecond), kgo.RecordRetries(1000)), topic: topic}
+}
+
+func (p *producer) produce(t *testing.T, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range n {
+		i := p.next
+		p.next++
+		wg.Add(1)
+		rec := &kgo.Record{Topic: p.topic, Key: []byte("k" + strconv.Itoa(i%50)), Value: []byte(p.topic + "-" + strconv.Itoa(i)),
+			Headers: []kgo.RecordHeader{{Key: "seq", Value: []byte(strconv.Itoa(i))}}}
+		p.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatalf("produce to %s: %v", p.topic, firstErr)
+	}
+}
+
+// produceFor produces batches until stop is closed; it returns how many
+// records it produced.
+func (p *producer) produceFor(t *testing.T, stop <-chan struct{}, batch int, every time.Duration) <-chan int {
+	done := make(chan int, 1)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- p.next
+				return
+			case <-tick.C:
+				p.produce(t, batch)
+			}
+		}
+	}()
+	return done
+}
+
+// sink is an HTTP endpoint that records deliveries by Idempotency-Key.
+type sink struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got map[string]int
+	hdr map[string]http.Header
+	// gate, when not nil, blocks deliveries until it is closed.
+	gate chan struct{}
+	// status, when set, picks the answer for a body.
+	status func(body []byte) int
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{got: map[string]int{}, hdr: map[string]http.Header{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		gate := s.gate
+		s.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if s.status != nil {
+			if code := s.status(body); code != 0 && code/100 != 2 {
+				w.WriteHeader(code)
+				return
+			}
+		}
+		s.mu.Lock()
+		k := r.Header.Get("Idempotency-Key")
+		s.got[k]++
+		s.hdr[k] = r.Header.Clone()
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(func() {
+		s.release()
+		s.srv.Close()
+	})
+	return s
+}
+
+func (s *sink) stall() {
+	s.mu.Lock()
+	s.gate = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *sink) release() {
+	s.mu.Lock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+	s.mu.Unlock()
+}
+
+// distinct counts records of topic delivered at least once; dups counts
+// repeats.
+func (s *sink) counts(topic string) (distinct, dups int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, n := range s.got {
+		if strings.HasPrefix(k, topic+"/") {
+			distinct++
+			dups += n - 1
+		}
+	}
+	return distinct, dups
+}
+
+// worker is a fanout binary run as a child process.
+type worker struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	http    string
+	stderr  *lockedBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// writeConfig writes a receivers file and returns its path.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fanout.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startWorker runs the binary with the base settings plus extra
+// environment, and (unless wantReady is false) waits until /readyz is 200.
+func startWorker(t *testing.T, cfgPath, group string, extra ...string) *worker {
+	t.Helper()
+	w := &worker{t: t, http: freeAddr(t), stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	w.cmd = exec.Command(binary, "run")
+	w.cmd.Env = append(os.Environ(),
+		"FANOUT_BROKERS="+strings.Join(kafka.plain, ","),
+		"FANOUT_GROUP="+group,
+		"FANOUT_CONFIG="+cfgPath,
+		"FANOUT_HTTP_ADDR="+w.http,
+		"FANOUT_COMMIT_INTERVAL=200ms",
+		"FANOUT_SHUTDOWN_TIMEOUT=15s",
+		"FANOUT_SESSION_TIMEOUT=10s",
+		"FANOUT_LOG_LEVEL=info",
+	)
+	w.cmd.Env = append(w.cmd.Env, extra...)
+	w.cmd.Stdout = io.Discard
+	w.cmd.Stderr = w.stderr
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.exitErr = w.cmd.Wait()
+		close(w.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-w.exited:
+		default:
+			_ = w.cmd.Process.Kill()
+			<-w.exited
+		}
+		if t.Failed() {
+			t.Logf("worker %d stderr (last 4 KiB):\n%s", w.cmd.Process.Pid, tail(w.stderr.String(), 4096))
+		}
+	})
+	return w
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (w *worker) waitReady() {
+	w.t.Helper()
+	waitFor(w.t, guard, "worker ready", func() bool {
+		select {
+		case <-w.exited:
+			w.t.Fatalf("worker exited early: %v\n%s", w.exitErr, tail(w.stderr.String(), 4096))
+		default:
+		}
+		resp, err := http.Get("http://" + w.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// terminate sends SIGTERM and returns the exit error and how long it took.
+func (w *worker) terminate() (error, time.Duration) {
+	start := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+	case <-time.After(guard):
+		w.t.Fatalf("worker did not exit within %s of SIGTERM", guard)
+	}
+	return w.exitErr, time.Since(start)
+}
+
+func (w *worker) kill() {
+	_ = w.cmd.Process.Kill()
+	<-w.exited
+}
+
+// metric returns the samples of a metric family, keyed by their label text.
+func (w *worker) metric(name string) map[string]float64 {
+	w.t.Helper()
+	resp, err := http.Get("http://" + w.http + "/metrics")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[strings.TrimPrefix(line[:i], name)] = v
+	}
+	return out
+}
+
+// rssBytes is the process's resident set size.
+func (w *worker) rssBytes() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	w.t.Fatal("no VmRSS")
+	return 0
+}
+
+// committedAtEnd reports whether group's committed offsets equal the end
+// offsets of every partition of topics.
+func committedAtEnd(t *testing.T, group string, topics ...string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adm := admin(t)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return false
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false
+	}
+	ok := true
+	ends.Each(func(o kadm.ListedOffset) {
+		c, found := committed.Lookup(o.Topic, o.Partition)
+		if o.Offset > 0 && (!found || c.At != o.Offset) {
+			ok = false
+		}
+	})
+	return ok
+}
+
+// countTopic reads topic from the start and returns the distinct values
+// and the records read.
+func countTopic(t *testing.T, topic string, want int) (map[string]int, []*kgo.Record) {
+	t.Helper()
+	cl := client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	seen := map[string]int{}
+	var recs []*kgo.Record
+	for len(seen) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d distinct of %d from %s", len(seen), want, topic)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Value)]++
+			recs = append(recs, r)
+		})
+	}
+	return seen, recs
+}
