@@ -321,8 +321,9 @@ func (w *worker) waitReady() {
 	})
 }
 
-// terminate sends SIGTERM and returns the exit error and how long it took.
-func (w *worker) terminate() (error, time.Duration) {
+// terminate sends SIGTERM and returns how long the exit took and the exit
+// error.
+func (w *worker) terminate() (time.Duration, error) {
 	start := time.Now()
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -330,7 +331,7 @@ func (w *worker) terminate() (error, time.Duration) {
 	case <-time.After(guard):
 		w.t.Fatalf("worker did not exit within %s of SIGTERM", guard)
 	}
-	return w.exitErr, time.Since(start)
+	return time.Since(start), w.exitErr
 }
 
 func (w *worker) kill() {

@@ -52,7 +52,7 @@ func TestDelivery_everyRecordToEveryRoute(t *testing.T) {
 		}
 	}
 	waitFor(t, guard, "commits at the end offsets", func() bool { return committedAtEnd(t, group, orders, payments) })
-	if err, took := w.terminate(); err != nil {
+	if took, err := w.terminate(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v (after %s)", err, took)
 	}
 }
@@ -80,7 +80,7 @@ func TestCrash_killMidStreamLosesNothing(t *testing.T) {
 	if dups > 4*2000+total/2 {
 		t.Errorf("%d duplicates: more than the in-flight windows could hold", dups)
 	}
-	if err, _ := w2.terminate(); err != nil {
+	if _, err := w2.terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -105,7 +105,7 @@ func TestScale_joinAndLeaveUnderLoad(t *testing.T) {
 	w3.waitReady()
 	mark, _ := s.counts(topic)
 	waitFor(t, guard, "three instances delivering", func() bool { d, _ := s.counts(topic); return d > mark+4000 })
-	err, took := w2.terminate()
+	took, err := w2.terminate()
 	if err != nil {
 		t.Fatalf("stopped instance: %v", err)
 	}
@@ -121,7 +121,7 @@ func TestScale_joinAndLeaveUnderLoad(t *testing.T) {
 	_, dups := s.counts(topic)
 	t.Logf("%d records through 1 → 3 → 2 instances; %d redelivered across rebalances; SIGTERMed instance exited 0 in %s", total, dups, took.Round(time.Millisecond))
 	for _, w := range []*worker{w1, w3} {
-		if err, _ := w.terminate(); err != nil {
+		if _, err := w.terminate(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -152,7 +152,7 @@ func TestBrokerRestart_workerReconnects(t *testing.T) {
 	p.produce(t, 3000)
 	waitFor(t, 2*guard, "every record after the restart", func() bool { d, _ := s.counts(topic); return d == 6000 })
 	waitFor(t, guard, "commits at the end offsets", func() bool { return committedAtEnd(t, group, topic) })
-	if err, _ := w.terminate(); err != nil {
+	if _, err := w.terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -211,7 +211,7 @@ func TestCongestion_pausesOnlyItsReceiver(t *testing.T) {
 	stuck.release()
 	waitFor(t, 2*guard, "stalled receiver drains", func() bool { d, _ := stuck.counts(stalled); return d == backlog })
 	waitFor(t, guard, "commits at the end offsets", func() bool { return committedAtEnd(t, group, stalled, flowing) })
-	if err, _ := w.terminate(); err != nil {
+	if _, err := w.terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -255,7 +255,7 @@ func TestDeadLetter_permanentFailure(t *testing.T) {
 		t.Fatalf("dead letter %q key %q headers %v", r.Value, r.Key, h)
 	}
 	waitFor(t, guard, "commits at the end offsets", func() bool { return committedAtEnd(t, group, topic) })
-	if err, _ := w.terminate(); err != nil {
+	if _, err := w.terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -275,7 +275,7 @@ func TestSASL_scramCredentials(t *testing.T) {
 			"FANOUT_SASL_MECHANISM="+mech, "FANOUT_SASL_USERNAME="+kafka.user, "FANOUT_SASL_PASSWORD="+kafka.pass)
 		w.waitReady()
 		waitFor(t, guard, mech+" delivery", func() bool { d, _ := s.counts(topic); return d == 50 })
-		if err, _ := w.terminate(); err != nil {
+		if _, err := w.terminate(); err != nil {
 			t.Fatal(err)
 		}
 	}
