@@ -28,22 +28,58 @@ func (d discard) Deliver(context.Context, fanout.Message) error {
 // ratio is reported as fanout/bare.
 //
 //	go test -run='^$' -bench=Throughput -benchtime=1x ./consumer/
+//
+// Two configurations: the defaults (buffer 1024, max_inflight 10000), where
+// the routes fall behind kgo and partitions pause and resume, and buffers
+// large enough that nothing ever pauses, which isolates the cost of the
+// pause/resume cycles.
 func BenchmarkThroughput(b *testing.B) {
 	const partitions, records = 8, 200_000
 	c := newCluster(b, partitions, "bench")
 	addrs := c.ListenAddrs()
 	produceFast(b, addrs, "bench", records)
-	var bare, ours time.Duration
-	for i := range b.N {
-		bare += bareConsume(b, addrs, fmt.Sprintf("bare-%d", i), records)
-		ours += fanoutConsume(b, addrs, fmt.Sprintf("fanout-%d", i), records)
+	for _, bc := range []struct {
+		name                string
+		buffer, maxInflight int
+	}{
+		{"defaults", 0, 0},
+		{"no-pauses", 2 * records, records},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var bare, ours time.Duration
+			var pauses int64
+			for range b.N {
+				// Every run needs a fresh group: testing may call this
+				// function more than once with the same i.
+				run := benchRuns.Add(1)
+				bare += bareConsume(b, addrs, fmt.Sprintf("bare-%d", run), records)
+				d, p := fanoutConsume(b, addrs, fmt.Sprintf("fanout-%d", run), records, bc.buffer, bc.maxInflight)
+				ours += d
+				pauses += p
+			}
+			bareRate := float64(records*b.N) / bare.Seconds()
+			ourRate := float64(records*b.N) / ours.Seconds()
+			b.ReportMetric(bareRate, "bare-rec/s")
+			b.ReportMetric(ourRate, "fanout-rec/s")
+			b.ReportMetric(ourRate/bareRate, "ratio")
+			b.ReportMetric(float64(pauses)/float64(b.N), "pauses/run")
+		})
 	}
-	bareRate := float64(records*b.N) / bare.Seconds()
-	ourRate := float64(records*b.N) / ours.Seconds()
-	b.ReportMetric(bareRate, "bare-rec/s")
-	b.ReportMetric(ourRate, "fanout-rec/s")
-	b.ReportMetric(ourRate/bareRate, "ratio")
 }
+
+var benchRuns atomic.Int64
+
+// pauseCounter counts partition pauses.
+type pauseCounter struct{ n atomic.Int64 }
+
+func (p *pauseCounter) Route(string, string) fanout.RouteObserver { return nopRouteObserver{} }
+func (p *pauseCounter) PartitionPaused(string, int32, string)     { p.n.Add(1) }
+func (p *pauseCounter) PartitionResumed(string, int32)            {}
+
+type nopRouteObserver struct{}
+
+func (nopRouteObserver) Delivered(fanout.Outcome, time.Duration) {}
+func (nopRouteObserver) QueueWait(time.Duration)                 {}
 
 func produceFast(tb testing.TB, addrs []string, topic string, n int) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ProducerLinger(10*time.Millisecond), kgo.DefaultProduceTopic(topic))
@@ -99,17 +135,18 @@ func bareConsume(tb testing.TB, addrs []string, group string, n int) time.Durati
 
 // fanoutConsume runs the real consumer and engine with three discard
 // routes until every record reached every route and was committed.
-func fanoutConsume(tb testing.TB, addrs []string, group string, n int) time.Duration {
+func fanoutConsume(tb testing.TB, addrs []string, group string, n, buffer, maxInflight int) (time.Duration, int64) {
 	var delivered atomic.Int64
-	rc := fanout.ReceiverConfig{Topic: "bench", Routes: []fanout.RouteConfig{
-		{Route: discard{"a", &delivered}, Ordering: fanout.OrderNone},
-		{Route: discard{"b", &delivered}, Ordering: fanout.OrderNone},
-		{Route: discard{"c", &delivered}, Ordering: fanout.OrderNone},
+	rc := fanout.ReceiverConfig{Topic: "bench", MaxInflight: maxInflight, Routes: []fanout.RouteConfig{
+		{Route: discard{"a", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
+		{Route: discard{"b", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
+		{Route: discard{"c", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
 	}}
 	cfg := testConfig(addrs, group)
 	cfg.CommitInterval = 20 * time.Millisecond
+	pauses := &pauseCounter{}
 	start := time.Now()
-	run := start2(tb, cfg, rc)
+	run := startUnmanaged(tb, cfg, rc, pauses)
 	for delivered.Load() < int64(3*n) {
 		time.Sleep(time.Millisecond)
 	}
@@ -117,11 +154,12 @@ func fanoutConsume(tb testing.TB, addrs []string, group string, n int) time.Dura
 	if err := run.stop(tb); err != nil {
 		tb.Fatal(err)
 	}
-	return d
+	return d, pauses.n.Load()
 }
 
-func start2(tb testing.TB, cfg Config, rc fanout.ReceiverConfig) *running {
-	c, err := New(cfg, []fanout.ReceiverConfig{rc}, fanout.Options{})
+// startUnmanaged is start without a test cleanup, for benchmarks.
+func startUnmanaged(tb testing.TB, cfg Config, rc fanout.ReceiverConfig, obs fanout.Observer) *running {
+	c, err := New(cfg, []fanout.ReceiverConfig{rc}, fanout.Options{Observer: obs})
 	if err != nil {
 		tb.Fatal(err)
 	}
