@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/receiver-fanout/fanout/alerting"
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -80,17 +80,6 @@ func newAdmin(t *testing.T, addrs []string) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // checkMetricsEndpoint scrapes a running worker: /healthz and /readyz
 // answer 200, and every metric the shipped rules and dashboard use is
 // exported, so rules and code cannot drift apart.
@@ -133,3 +122,5 @@ func checkMetricsEndpoint(t *testing.T, base string) {
 		t.Fatalf("only %d metric names found in the rules: %v", len(want), want)
 	}
 }
+
+var freeAddr = testkit.FreeAddr

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -120,7 +121,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "every record at the sink", func() bool {
+	waitFor(t, 60*time.Second, "every record at the sink", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(hits) == n-1 // all but the poison record
@@ -225,13 +226,4 @@ func TestRun_invalidConfigExitsBeforeKafka(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testkit.Wait

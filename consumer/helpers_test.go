@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -20,16 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const guard = 60 * time.Second
 
-func wait(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var wait = testkit.Wait
 
 func newCluster(tb testing.TB, partitions int32, topics ...string) *kfake.Cluster {
 	tb.Helper()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/charmbracelet/lipgloss"
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -63,24 +64,6 @@ func (r *recorder) describe() string {
 		}
 	}
 	return b.String()
-}
-
-// lockedBuffer is a bytes.Buffer safe for the worker's concurrent logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // story is what the figures tell about the congestion of orders.
@@ -160,7 +143,7 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout bytes.Buffer // written by Run's goroutine only, read after it returned
-	var stderr lockedBuffer
+	var stderr testkit.LockedBuffer
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o, &stdout, &stderr) }()
 
@@ -264,7 +247,7 @@ func TestBusyPortFallsBack(t *testing.T) {
 	}
 	defer ln.Close()
 	var stdout bytes.Buffer
-	var stderr lockedBuffer
+	var stderr testkit.LockedBuffer
 	o := Options{HTTPAddr: ln.Addr().String(), Plain: true, Duration: 1500 * time.Millisecond, tick: 100 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), o, &stdout, &stderr) }()

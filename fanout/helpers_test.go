@@ -7,25 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// wait polls cond until it holds or d passes; d is only a guard against a
-// hung test, never part of what is asserted.
-func wait(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 const guard = 20 * time.Second
+
+var wait = testkit.Wait
 
 // recorder is a route that records what it delivered.
 type recorder struct {

@@ -2,12 +2,10 @@ package integration_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,22 +18,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const guard = 90 * time.Second
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var (
+	waitFor  = testkit.Wait
+	freeAddr = testkit.FreeAddr
+)
 
 // names returns topic and group names unique to this test run.
 func names(t *testing.T, n int) []string {
@@ -215,26 +208,9 @@ type worker struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	http    string
-	stderr  *lockedBuffer
+	stderr  *testkit.LockedBuffer
 	exited  chan struct{}
 	exitErr error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // writeConfig writes a receivers file and returns its path.
@@ -247,21 +223,11 @@ func writeConfig(t *testing.T, yaml string) string {
 	return path
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startWorker runs the binary with the base settings plus extra
 // environment, and (unless wantReady is false) waits until /readyz is 200.
 func startWorker(t *testing.T, cfgPath, group string, extra ...string) *worker {
 	t.Helper()
-	w := &worker{t: t, http: freeAddr(t), stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	w := &worker{t: t, http: freeAddr(t), stderr: &testkit.LockedBuffer{}, exited: make(chan struct{})}
 	w.cmd = exec.Command(binary, "run")
 	w.cmd.Env = append(os.Environ(),
 		"FANOUT_BROKERS="+strings.Join(kafka.plain, ","),
