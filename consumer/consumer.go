@@ -35,13 +35,13 @@ type tp struct {
 // rebalance callbacks; BlockRebalanceOnPoll keeps them from interleaving
 // with a half-dispatched poll.
 type Consumer struct {
-	cfg Config
-	eng *fanout.Engine
-	cl  *kgo.Client
-	adm *kadm.Client
-	log zerolog.Logger
-	obs Observer
-	msg fanout.Message // scratch for Offer, poll goroutine only
+	cfg   Config
+	eng   *fanout.Engine
+	cl    *kgo.Client
+	adm   *kadm.Client
+	log   zerolog.Logger
+	obs   Observer
+	batch []fanout.Message // scratch for OfferBatch, poll goroutine only
 
 	wakeMu  sync.Mutex // protects wake and resumes
 	wake    context.CancelFunc
@@ -229,6 +229,11 @@ func (c *Consumer) dispatch(p kgo.FetchTopicPartition) {
 	c.offer(k, p.Records)
 }
 
+// offerChunk is how many records are copied and offered at once: large
+// enough to amortise the engine's locks, small enough that a refusal wastes
+// few copies.
+const offerChunk = 256
+
 // offer offers recs in order and returns whether all were accepted. On
 // refusal the remainder is held and the partition's fetching paused.
 func (c *Consumer) offer(k tp, recs []*kgo.Record) bool {
@@ -236,26 +241,32 @@ func (c *Consumer) offer(k tp, recs []*kgo.Record) bool {
 	if r == nil {
 		return true
 	}
-	for i, rec := range recs {
-		toMessage(&c.msg, rec)
-		err := r.Offer(&c.msg)
+	for done := 0; done < len(recs); {
+		chunk := recs[done:min(len(recs), done+offerChunk)]
+		batch := c.batch[:0]
+		for _, rec := range chunk {
+			batch = append(batch, fanout.Message{})
+			toMessage(&batch[len(batch)-1], rec)
+		}
+		n, err := r.OfferBatch(batch)
+		clear(batch) // drop references to the copies
+		c.batch = batch[:0]
+		done += n
 		if err == nil {
 			continue
 		}
-		c.msg = fanout.Message{}
 		if errors.Is(err, fanout.ErrCongested) {
 			c.heldMu.Lock()
-			c.held[k] = recs[i:]
+			c.held[k] = recs[done:]
 			c.heldMu.Unlock()
 			c.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
-			c.log.Debug().Str("topic", k.topic).Int32("partition", k.partition).Int64("offset", rec.Offset).Msg("partition paused")
+			c.log.Debug().Str("topic", k.topic).Int32("partition", k.partition).Int64("offset", recs[done].Offset).Msg("partition paused")
 			return false
 		}
 		// Not assigned (revoked meanwhile) or closed: the next owner
 		// reads these records again from the committed offset.
 		return true
 	}
-	c.msg = fanout.Message{}
 	return true
 }
 

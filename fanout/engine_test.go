@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,5 +345,45 @@ func TestNew_rejectsBadConfig(t *testing.T) {
 				t.Fatal("New accepted a bad configuration")
 			}
 		})
+	}
+}
+
+func TestOfferBatch_acceptsAPrefixUpToTheBound(t *testing.T) {
+	stall := newGate()
+	defer stall.open()
+	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error { return stall.wait(ctx) }}
+	skip := &recorder{name: "skip"}
+	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{
+		{Route: route, Workers: 1, Buffer: 10, Ordering: OrderNone},
+		{Route: skip, Filter: func(*Message) bool { return false }},
+	}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	r.Assign(1)
+	mixed := []Message{*msg("t", 1, 0, ""), *msg("t", 0, 99, "")}
+	if n, err := r.OfferBatch(mixed); n != 1 || err == nil || !strings.Contains(err.Error(), "partition") {
+		t.Fatalf("mixed partitions: %d, %v", n, err)
+	}
+	wait(t, guard, "the worker holds partition 1's record", func() bool { return e.Stats()[0].Routes[0].Busy == 1 })
+	batch := make([]Message, 30)
+	for i := range batch {
+		batch[i] = *msg("t", 0, int64(i), "")
+	}
+	n, err := r.OfferBatch(batch)
+	// The buffer holds 10 while the only worker is busy; the rest is
+	// refused and the partition paused.
+	if !errors.Is(err, ErrCongested) || n != 10 || !r.Paused(0) {
+		t.Fatalf("OfferBatch = %d, %v; paused %v", n, err, r.Paused(0))
+	}
+	if n2, err := r.OfferBatch(batch[n:]); n2 != 0 || !errors.Is(err, ErrCongested) {
+		t.Fatalf("paused partition accepted %d (%v)", n2, err)
+	}
+	if n, err := r.OfferBatch(nil); n != 0 || err != nil {
+		t.Fatalf("empty batch: %d, %v", n, err)
+	}
+	stall.open()
+	wait(t, guard, "accepted records complete", func() bool { return committed(r, 0) == int64(n) })
+	if route.count() != n+1 { // n of partition 0, one of partition 1
+		t.Fatalf("delivered %d, want %d", route.count(), n+1)
 	}
 }

@@ -60,18 +60,27 @@ func (q *queue) hasRoomLocked() bool {
 	return true
 }
 
-// pushLocked adds a job that hasRoomLocked admitted. q.mu must be held.
-func (q *queue) pushLocked(j job) {
+// pushLocked adds a job that hasRoomLocked admitted and reports whether it
+// is ready for a worker now (not parked behind its key); the caller wakes
+// workers with wake after unlocking. q.mu must be held.
+func (q *queue) pushLocked(j job) bool {
 	q.depth++
 	if j.keyed {
 		if ks := q.keys[j.key]; ks != nil {
 			ks.waiting = append(ks.waiting, j)
-			return
+			return false
 		}
 		q.keys[j.key] = q.newKeyState()
 	}
 	q.ready.push(j)
-	q.cond.Signal()
+	return true
+}
+
+// wake wakes up to n idle workers for n newly ready jobs.
+func (q *queue) wake(n int) {
+	for range n {
+		q.cond.Signal()
+	}
 }
 
 func (q *queue) newKeyState() *keyState {
