@@ -3,11 +3,14 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -29,15 +32,34 @@ func (d discard) Deliver(context.Context, fanout.Message) error {
 //
 //	go test -run='^$' -bench=Throughput -benchtime=1x ./consumer/
 //
+// With BENCH_KAFKA_BROKERS=host:port it runs against that broker instead of
+// kfake (scripts/kafka-local.sh starts one).
+//
 // Two configurations: the defaults (buffer 1024, max_inflight 10000), where
 // the routes fall behind kgo and partitions pause and resume, and buffers
 // large enough that nothing ever pauses, which isolates the cost of the
 // pause/resume cycles.
 func BenchmarkThroughput(b *testing.B) {
 	const partitions, records = 8, 200_000
-	c := newCluster(b, partitions, "bench")
-	addrs := c.ListenAddrs()
-	produceFast(b, addrs, "bench", records)
+	topic := "bench"
+	var addrs []string
+	if brokers := os.Getenv("BENCH_KAFKA_BROKERS"); brokers != "" {
+		// A real broker: a fresh topic per run.
+		addrs = strings.Split(brokers, ",")
+		topic = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, topic)
+		cl.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		addrs = newCluster(b, partitions, topic).ListenAddrs()
+	}
+	produceFast(b, addrs, topic, records)
 	for _, bc := range []struct {
 		name                string
 		buffer, maxInflight int
@@ -52,8 +74,8 @@ func BenchmarkThroughput(b *testing.B) {
 				// Every run needs a fresh group: testing may call this
 				// function more than once with the same i.
 				run := benchRuns.Add(1)
-				bare += bareConsume(b, addrs, fmt.Sprintf("bare-%d", run), records)
-				d, p := fanoutConsume(b, addrs, fmt.Sprintf("fanout-%d", run), records, bc.buffer, bc.maxInflight)
+				bare += bareConsume(b, addrs, topic, fmt.Sprintf("bare-%d", run), records)
+				d, p := fanoutConsume(b, addrs, topic, fmt.Sprintf("fanout-%d", run), records, bc.buffer, bc.maxInflight)
 				ours += d
 				pauses += p
 			}
@@ -113,8 +135,8 @@ func produceFast(tb testing.TB, addrs []string, topic string, n int) {
 }
 
 // bareConsume is the limit: a group consumer that only counts records.
-func bareConsume(tb testing.TB, addrs []string, group string, n int) time.Duration {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("bench"),
+func bareConsume(tb testing.TB, addrs []string, topic, group string, n int) time.Duration {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.DisableAutoCommit(), kgo.FetchMaxWait(50*time.Millisecond),
 		kgo.FetchMaxBytes(16<<20), kgo.MaxConcurrentFetches(2))
 	if err != nil {
@@ -135,9 +157,9 @@ func bareConsume(tb testing.TB, addrs []string, group string, n int) time.Durati
 
 // fanoutConsume runs the real consumer and engine with three discard
 // routes until every record reached every route and was committed.
-func fanoutConsume(tb testing.TB, addrs []string, group string, n, buffer, maxInflight int) (time.Duration, int64) {
+func fanoutConsume(tb testing.TB, addrs []string, topic, group string, n, buffer, maxInflight int) (time.Duration, int64) {
 	var delivered atomic.Int64
-	rc := fanout.ReceiverConfig{Topic: "bench", MaxInflight: maxInflight, Routes: []fanout.RouteConfig{
+	rc := fanout.ReceiverConfig{Topic: topic, MaxInflight: maxInflight, Routes: []fanout.RouteConfig{
 		{Route: discard{"a", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
 		{Route: discard{"b", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
 		{Route: discard{"c", &delivered}, Ordering: fanout.OrderNone, Buffer: buffer},
