@@ -46,6 +46,8 @@ type Consumer struct {
 	wakeMu  sync.Mutex // protects wake and resumes
 	wake    context.CancelFunc
 	resumes map[tp]struct{}
+	// resumed wakes a poll loop waiting for room (see pollLoop).
+	resumed chan struct{}
 
 	heldMu sync.Mutex // protects held
 	// held are records the engine refused, waiting for resume: at most one
@@ -80,6 +82,7 @@ func New(cfg Config, receivers []fanout.ReceiverConfig, engOpts fanout.Options) 
 		log:     zerolog.Nop(),
 		obs:     nopObserver{},
 		resumes: make(map[tp]struct{}),
+		resumed: make(chan struct{}, 1),
 		held:    make(map[tp][]*kgo.Record),
 		owned:   make(map[tp]*owned),
 		ends:    make(map[tp]int64),
@@ -183,11 +186,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) pollLoop(ctx context.Context) {
+	wait := time.NewTimer(time.Hour)
+	defer wait.Stop()
+	forcePoll := false
 	for {
 		c.applyResumes()
 		if ctx.Err() != nil {
 			return
 		}
+		if !forcePoll && c.saturated() {
+			// Every receiver that could take records has a route more
+			// than half full: a poll now would mostly be refused and
+			// pause partitions, and franz-go would drop what it had
+			// prefetched for them. Wait until a route drains or a
+			// partition resumes; no receiver is held up, as none has
+			// room. The wait is bounded: a route that does not drain
+			// (stalled) then gets its records refused and its
+			// partitions paused, which metrics and alerts show.
+			wait.Reset(c.cfg.FetchMaxWait)
+			select {
+			case <-ctx.Done():
+			case <-c.eng.RoomSignal():
+			case <-c.resumed:
+			case <-wait.C:
+				forcePoll = true
+			}
+			wait.Stop()
+			continue
+		}
+		forcePoll = false
 		pctx, cancel := context.WithCancel(ctx)
 		c.setWake(cancel)
 		fs := c.cl.PollRecords(pctx, c.cfg.MaxPollRecords)
@@ -205,6 +232,23 @@ func (c *Consumer) pollLoop(ctx context.Context) {
 		fs.EachPartition(c.dispatch)
 		c.cl.AllowRebalance()
 	}
+}
+
+// saturated reports whether some receiver flows and every flowing receiver
+// is saturated (see fanout.Receiver.Saturated).
+func (c *Consumer) saturated() bool {
+	any := false
+	for _, topic := range c.eng.Topics() {
+		r := c.eng.Receiver(topic)
+		if !r.Flowing() {
+			continue
+		}
+		if !r.Saturated() {
+			return false
+		}
+		any = true
+	}
+	return any
 }
 
 // dispatch offers one partition's polled records in order; at the first
@@ -313,6 +357,10 @@ func (c *Consumer) onResume(topic string, partition int32) {
 		c.wake()
 	}
 	c.wakeMu.Unlock()
+	select {
+	case c.resumed <- struct{}{}:
+	default:
+	}
 }
 
 func (c *Consumer) setWake(cancel context.CancelFunc) {

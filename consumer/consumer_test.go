@@ -304,3 +304,34 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With one receiver whose only route stalls, the poll loop's wait for room
+// is bounded: the partitions still get paused, so metrics and alerts show
+// the congestion.
+func TestConsumer_singleStalledReceiverPauses(t *testing.T) {
+	c := newCluster(t, 2, "alone")
+	addrs := c.ListenAddrs()
+	produce(t, addrs, "alone", 5000)
+	release := make(chan struct{})
+	defer close(release)
+	stuck := newSink("stuck")
+	stuck.fn = func(ctx context.Context, m fanout.Message) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	run := start(t, testConfig(addrs, "alone-g"), fanout.ReceiverConfig{Topic: "alone",
+		Routes: []fanout.RouteConfig{{Route: stuck, Workers: 2, Buffer: 1500}}}) // one poll (1000) leaves it saturated, not full
+	wait(t, guard, "both partitions paused", func() bool {
+		n := 0
+		for _, p := range run.c.Stats().Partitions {
+			if p.Paused {
+				n++
+			}
+		}
+		return n == 2
+	})
+}

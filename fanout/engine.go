@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -36,6 +37,10 @@ type Engine struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// room is signalled when a route's queue drains to its low-water mark:
+	// a poll may find room again (see RoomSignal).
+	room chan struct{}
 }
 
 // Receiver is one topic's routes and its assigned partitions. Offer,
@@ -53,6 +58,9 @@ type Receiver struct {
 	mu     sync.RWMutex // protects parts and closed
 	parts  map[int32]*partition
 	closed bool
+
+	// paused counts assigned partitions held paused (see Saturated).
+	paused atomic.Int32
 }
 
 // New validates the configuration and starts every route's workers.
@@ -66,7 +74,7 @@ func New(receivers []ReceiverConfig, opts Options) (*Engine, error) {
 	if opts.CloseGrace <= 0 {
 		opts.CloseGrace = 2 * time.Second
 	}
-	e := &Engine{receivers: make(map[string]*Receiver), clock: opts.Clock, grace: opts.CloseGrace, log: zerolog.Nop()}
+	e := &Engine{receivers: make(map[string]*Receiver), clock: opts.Clock, grace: opts.CloseGrace, log: zerolog.Nop(), room: make(chan struct{}, 1)}
 	if opts.Logger != nil {
 		e.log = *opts.Logger
 	}
@@ -211,7 +219,8 @@ func (r *Receiver) OfferBatch(ms []Message) (int, error) {
 			break
 		}
 		if p.tail-p.head >= uint64(len(p.slots)) {
-			p.paused, paused, err = true, true, ErrCongested
+			p.setPaused(true)
+			paused, err = true, ErrCongested
 			break
 		}
 		var mask, skip uint64
@@ -233,7 +242,8 @@ func (r *Receiver) OfferBatch(ms []Message) (int, error) {
 			if r.routes[refused].q.closed {
 				err = ErrClosed
 			} else {
-				p.paused, paused, err, cause = true, true, ErrCongested, r.routes[refused].name
+				p.setPaused(true)
+				paused, err, cause = true, ErrCongested, r.routes[refused].name
 			}
 			break
 		}
@@ -310,6 +320,44 @@ func bitsOf(m uint64) func(func(int) bool) {
 
 func trailingZeros(m uint64) int { return bits.TrailingZeros64(m) }
 
+// RoomSignal receives a value when some route's queue drained to half its
+// buffer since the last receive. A caller that stopped fetching because
+// every receiver was saturated waits on it (see Saturated).
+func (e *Engine) RoomSignal() <-chan struct{} { return e.room }
+
+func (e *Engine) signalRoom() {
+	select {
+	case e.room <- struct{}{}:
+	default:
+	}
+}
+
+// Flowing reports whether some assigned partition of the receiver is not
+// paused, so that a poll may bring it records.
+func (r *Receiver) Flowing() bool {
+	r.mu.RLock()
+	n := int32(len(r.parts))
+	r.mu.RUnlock()
+	return n > r.paused.Load()
+}
+
+// Saturated reports whether the receiver flows but one of its routes' queues
+// is above half full. Records fetched for it now would mostly be refused,
+// and a refusal pauses the partition, which makes a Kafka client drop and
+// later refetch what it had prefetched; a caller does better to wait for
+// RoomSignal when every flowing receiver is saturated. Lock-free.
+func (r *Receiver) Saturated() bool {
+	if !r.Flowing() {
+		return false
+	}
+	for _, rr := range r.routes {
+		if rr.q.depthNow.Load() > int64(rr.q.low) {
+			return true
+		}
+	}
+	return false
+}
+
 // Paused reports whether the engine holds the partition paused.
 func (r *Receiver) Paused(partition int32) bool {
 	p := r.partition(partition)
@@ -381,6 +429,7 @@ func (r *Receiver) detach(partition int32) *partition {
 	}
 	p.mu.Lock()
 	p.revoked.Store(true)
+	p.setPaused(false)
 	close(p.gone)
 	p.mu.Unlock()
 	// Wake revoke even if the last delivery ended before the flag was set.
@@ -437,7 +486,7 @@ func (r *Receiver) kickResume() {
 	for _, p := range r.parts {
 		p.mu.Lock()
 		if p.paused && r.canResumeLocked(p) {
-			p.paused = false
+			p.setPaused(false)
 			resumed = append(resumed, p)
 		}
 		p.mu.Unlock()

@@ -387,3 +387,54 @@ func TestOfferBatch_acceptsAPrefixUpToTheBound(t *testing.T) {
 		t.Fatalf("delivered %d, want %d", route.count(), n+1)
 	}
 }
+
+func TestSaturated_andRoomSignal(t *testing.T) {
+	release := make(chan struct{}, 100)
+	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: 10, Ordering: OrderNone}}})
+	r := e.Receiver("t")
+	if r.Flowing() || r.Saturated() {
+		t.Fatal("a receiver without partitions neither flows nor saturates")
+	}
+	r.Assign(0)
+	if !r.Flowing() || r.Saturated() {
+		t.Fatal("an idle assigned receiver flows and has room")
+	}
+	offerAll(t, r, msg("t", 0, 0, ""))
+	wait(t, guard, "worker busy", func() bool { return e.Stats()[0].Routes[0].Busy == 1 })
+	for off := int64(1); off <= 6; off++ { // 6 queued: above half of 10
+		offerAll(t, r, msg("t", 0, off, ""))
+	}
+	if !r.Saturated() {
+		t.Fatal("more than half full but not saturated")
+	}
+	select {
+	case <-e.RoomSignal():
+	default:
+	}
+	release <- struct{}{} // record 0 done: the worker takes record 1, 5 queued = half
+	select {
+	case <-e.RoomSignal():
+	case <-time.After(guard):
+		t.Fatal("no room signal at the low-water mark")
+	}
+	if r.Saturated() {
+		t.Fatal("saturated at the low-water mark")
+	}
+	// A receiver whose only partition is paused does not flow.
+	for off := int64(7); r.Offer(msg("t", 0, off, "")) == nil; off++ {
+	}
+	if r.Flowing() || r.Saturated() {
+		t.Fatal("a fully paused receiver still counts as flowing")
+	}
+	for range 20 {
+		release <- struct{}{}
+	}
+}

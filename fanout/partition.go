@@ -83,11 +83,25 @@ func (p *partition) advance() {
 	}
 	resume := moved && p.paused && p.r.canResumeLocked(p)
 	if resume {
-		p.paused = false
+		p.setPaused(false)
 	}
 	p.mu.Unlock()
 	if resume {
 		p.r.resumed(p)
+	}
+}
+
+// setPaused changes the pause state and the receiver's count of paused
+// partitions. p.mu must be held.
+func (p *partition) setPaused(paused bool) {
+	if p.paused == paused {
+		return
+	}
+	p.paused = paused
+	if paused {
+		p.r.paused.Add(1)
+	} else {
+		p.r.paused.Add(-1)
 	}
 }
 

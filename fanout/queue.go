@@ -37,6 +37,7 @@ type queue struct {
 	closed    bool
 	congested atomic.Bool // set when a reservation failed; cleared at low water
 	busy      atomic.Int32
+	depthNow  atomic.Int64 // depth, readable without the lock
 }
 
 func newQueue(capacity int) *queue {
@@ -65,6 +66,7 @@ func (q *queue) hasRoomLocked() bool {
 // workers with wake after unlocking. q.mu must be held.
 func (q *queue) pushLocked(j job) bool {
 	q.depth++
+	q.depthNow.Store(int64(q.depth))
 	if j.keyed {
 		if ks := q.keys[j.key]; ks != nil {
 			ks.waiting = append(ks.waiting, j)
@@ -95,19 +97,22 @@ func (q *queue) newKeyState() *keyState {
 // take blocks until a job is ready and returns it, counting it running on
 // its partition before the lock is released (so revoke sees it). It
 // returns false once the queue is closed and fully drained. resume reports
-// that the queue just left congestion; waited that take had to block.
-func (q *queue) take() (j job, resume, waited, ok bool) {
+// that the queue just left congestion, low that it just drained to its
+// low-water mark, waited that take had to block.
+func (q *queue) take() (j job, resume, low, waited, ok bool) {
 	q.mu.Lock()
 	for q.ready.len() == 0 {
 		if q.closed && q.depth == 0 {
 			q.mu.Unlock()
-			return job{}, false, waited, false
+			return job{}, false, false, waited, false
 		}
 		waited = true
 		q.cond.Wait()
 	}
 	j = q.ready.pop()
 	q.depth--
+	q.depthNow.Store(int64(q.depth))
+	low = q.depth == q.low
 	j.p.running.Add(1)
 	q.busy.Add(1)
 	resume = q.depth <= q.low && q.congested.Load()
@@ -115,7 +120,7 @@ func (q *queue) take() (j job, resume, waited, ok bool) {
 		q.congested.Store(false)
 	}
 	q.mu.Unlock()
-	return j, resume, waited, true
+	return j, resume, low, waited, true
 }
 
 // finish releases j's key, making the next job of the same key ready.
@@ -188,6 +193,7 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 		q.releaseKeyLocked(k)
 	}
 	q.depth -= dropped
+	q.depthNow.Store(int64(q.depth))
 	resume = q.depth <= q.low && q.congested.Load()
 	if resume {
 		q.congested.Store(false)

@@ -49,12 +49,15 @@ func (rr *routeRunner) work() {
 	// of its previous delivery as the start of the next.
 	now := clock.Now()
 	for {
-		j, resume, waited, ok := rr.q.take()
+		j, resume, low, waited, ok := rr.q.take()
 		if !ok {
 			return
 		}
 		if resume {
 			rr.r.kickResume()
+		}
+		if low {
+			rr.r.e.signalRoom()
 		}
 		if waited {
 			now = clock.Now()
