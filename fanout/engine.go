@@ -299,12 +299,6 @@ func (r *Receiver) OfferBatch(ms []Message) (int, error) {
 	return n, err
 }
 
-func unlockRoutes(routes []*routeRunner, mask uint64) {
-	for i := range bitsOf(mask) {
-		routes[i].q.mu.Unlock()
-	}
-}
-
 // bitsOf yields the indexes of the set bits of m, lowest first.
 func bitsOf(m uint64) func(func(int) bool) {
 	return func(yield func(int) bool) {
