@@ -58,6 +58,10 @@ type Consumer struct {
 	// no commit built before a revoke can land after it.
 	commitMu sync.Mutex
 	owned    map[tp]*owned
+	// view is a copy of owned (partition → committed offset) published
+	// after every change, so scrapes never wait on commitMu, which is held
+	// across network calls.
+	view atomic.Pointer[map[tp]int64]
 
 	endMu sync.Mutex // protects ends
 	ends  map[tp]int64
@@ -411,6 +415,7 @@ func (c *Consumer) onAssigned(_ context.Context, cl *kgo.Client, m map[string][]
 		c.obs.Rebalanced(topic, "assigned", len(parts))
 		c.log.Info().Str("topic", topic).Ints32("partitions", parts).Msg("partitions assigned")
 	}
+	c.publishLocked()
 	c.commitMu.Unlock()
 	// Pause state outlives assignment in franz-go; start every new
 	// partition unpaused.
@@ -487,6 +492,7 @@ func (c *Consumer) release(cl *kgo.Client, m map[string][]int32, commit bool) {
 		c.obs.Rebalanced(topic, event, len(parts))
 		c.log.Info().Str("topic", topic).Ints32("partitions", parts).Msg("partitions " + event)
 	}
+	c.publishLocked()
 	c.commitMu.Unlock()
 	c.endMu.Lock()
 	for topic, parts := range m {
@@ -580,6 +586,25 @@ func (c *Consumer) commitLocked(ctx context.Context, positions map[tp]fanout.Com
 			o.committed = r.off
 		}
 	}
+	c.publishLocked()
+}
+
+// publishLocked refreshes view from owned. c.commitMu must be held.
+func (c *Consumer) publishLocked() {
+	v := make(map[tp]int64, len(c.owned))
+	for k, o := range c.owned {
+		v[k] = o.committed
+	}
+	c.view.Store(&v)
+}
+
+// ownedView returns the partitions owned and their committed offsets as of
+// the last change. Never blocks.
+func (c *Consumer) ownedView() map[tp]int64 {
+	if v := c.view.Load(); v != nil {
+		return *v
+	}
+	return nil
 }
 
 // shutdown drains the engine, commits, and leaves the group.

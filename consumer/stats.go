@@ -38,12 +38,7 @@ type Snapshot struct {
 func (c *Consumer) Stats() Snapshot {
 	s := Snapshot{Receivers: c.eng.Stats(), Ready: c.Ready()}
 	committedByClient := c.cl.CommittedOffsets()
-	c.commitMu.Lock()
-	owned := make(map[tp]int64, len(c.owned))
-	for k, o := range c.owned {
-		owned[k] = o.committed
-	}
-	c.commitMu.Unlock()
+	owned := c.ownedView()
 	engine := make(map[tp]fanout.PartitionStats)
 	for _, r := range s.Receivers {
 		for _, p := range r.Partitions {
@@ -104,14 +99,9 @@ func (c *Consumer) refreshEnds(ctx context.Context) {
 		c.log.Debug().Err(err).Msg("list end offsets")
 		return
 	}
-	c.commitMu.Lock()
-	mine := make(map[tp]bool, len(c.owned))
-	for k := range c.owned {
-		mine[k] = true
-	}
-	c.commitMu.Unlock()
+	mine := c.ownedView()
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && mine[tp{o.Topic, o.Partition}] {
+		if _, ok := mine[tp{o.Topic, o.Partition}]; o.Err == nil && ok {
 			c.setEnd(tp{o.Topic, o.Partition}, o.Offset)
 		}
 	})
