@@ -7,7 +7,8 @@
 //
 // Each route owns a bounded queue (RouteConfig.Buffer) and a pool of
 // RouteConfig.Workers goroutines, so a slow route fills only its own queue.
-// Receiver.Offer never blocks: it accepts a record into every route's queue
+// Receiver.Offer (and OfferBatch, its cheaper form for a run of records of
+// one partition) never blocks: it accepts a record into every route's queue
 // at once, or refuses it with ErrCongested when a queue is full or the
 // partition's in-flight window (ReceiverConfig.MaxInflight) is exhausted.
 // The refused partition is paused; when every route has drained to half its
