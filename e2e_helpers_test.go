@@ -17,6 +17,7 @@ import (
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 )
 
 func signature(secret string, body []byte) string {
@@ -124,3 +125,5 @@ func checkMetricsEndpoint(t *testing.T, base string) {
 }
 
 var freeAddr = testkit.FreeAddr
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
+	"go.uber.org/goleak"
 )
 
 // broker is the Kafka the tests run against.
@@ -80,7 +81,17 @@ func run(m *testing.M) int {
 	}
 	defer kafka.stop()
 	fmt.Fprintf(os.Stderr, "integration tests: broker from %s at %v (SASL %v)\n", kafka.source, kafka.plain, kafka.sasl)
-	return m.Run()
+	// Whatever the broker's setup started (testcontainers' reaper, say) is
+	// not the tests' to clean up.
+	before := goleak.IgnoreCurrent()
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(before); err != nil {
+			fmt.Fprintf(os.Stderr, "integration tests: goroutines left behind: %v\n", err)
+			return 1
+		}
+	}
+	return code
 }
 
 func findBroker() (*broker, error) {
