@@ -29,12 +29,16 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 }
 
-func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
-	const (
-		topic      = "bench"
-		partitions = 4
-		keys       = 64 // distinct keys, for OrderKey
-	)
+const (
+	topic      = "bench"
+	partitions = 4
+	keys       = 64 // distinct keys, for OrderKey
+)
+
+// dispatchSetup builds an engine of nroutes discard routes on 4
+// partitions and the messages to offer; resume[p] receives OnResume for
+// partition p. The engine is closed when b ends.
+func dispatchSetup(b *testing.B, nroutes int, ord Ordering) (r *Receiver, msgs []Message, keyBytes [][]byte, resume []chan struct{}) {
 	discard := func(context.Context, Message) error { return nil }
 	cfgs := make([]RouteConfig, nroutes)
 	for i := range cfgs {
@@ -44,7 +48,7 @@ func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
 			// Workers, Buffer and MaxInflight: the defaults (4, 1024, 10000).
 		}
 	}
-	resume := make([]chan struct{}, partitions)
+	resume = make([]chan struct{}, partitions)
 	for p := range resume {
 		resume[p] = make(chan struct{}, 1)
 	}
@@ -59,24 +63,29 @@ func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
+	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), guard)
 		defer cancel()
 		if err := e.Close(ctx); err != nil {
 			b.Errorf("close: %v", err)
 		}
-	}()
-	r := e.Receiver(topic)
+	})
+	r = e.Receiver(topic)
 	value := make([]byte, 100)
-	keyBytes := make([][]byte, keys)
+	keyBytes = make([][]byte, keys)
 	for i := range keyBytes {
 		keyBytes[i] = []byte("key-" + strconv.Itoa(i))
 	}
-	msgs := make([]Message, partitions)
+	msgs = make([]Message, partitions)
 	for p := range msgs {
 		r.Assign(int32(p))
 		msgs[p] = Message{Topic: topic, Partition: int32(p), Value: value, Timestamp: time.Unix(1700000000, 0)}
 	}
+	return r, msgs, keyBytes, resume
+}
+
+func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
+	r, msgs, keyBytes, resume := dispatchSetup(b, nroutes, ord)
 	next := make([]int64, partitions)
 	stuck := time.NewTimer(guard)
 	defer stuck.Stop()
@@ -104,6 +113,65 @@ func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
 			}
 		}
 		next[p]++
+	}
+	for p := range partitions {
+		deadline := time.Now().Add(guard)
+		for committed(r, int32(p)) != next[p] && next[p] > 0 {
+			if time.Now().After(deadline) {
+				b.Fatalf("partition %d: committable %d, want %d", p, committed(r, int32(p)), next[p])
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nroutes), "ns/delivery")
+}
+
+// BenchmarkDispatchBatch is BenchmarkDispatch with records offered in runs
+// of 256 per partition through OfferBatch, as the consumer does.
+func BenchmarkDispatchBatch(b *testing.B) {
+	for _, routes := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("routes=%d/ordering=none", routes), func(b *testing.B) {
+			benchDispatchBatch(b, routes)
+		})
+	}
+}
+
+func benchDispatchBatch(b *testing.B, nroutes int) {
+	const run = 256
+	r, msgs, _, resume := dispatchSetup(b, nroutes, OrderNone)
+	batch := make([]Message, run)
+	next := make([]int64, partitions)
+	stuck := time.NewTimer(guard)
+	defer stuck.Stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		p := (done / run) % partitions
+		n := min(run, b.N-done)
+		for i := range n {
+			batch[i] = msgs[p]
+			batch[i].Offset = next[p] + int64(i)
+		}
+		pending := batch[:n]
+		for len(pending) > 0 {
+			k, err := r.OfferBatch(pending)
+			pending = pending[k:]
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrCongested) {
+				b.Fatalf("offer: %v", err)
+			}
+			stuck.Reset(guard)
+			select {
+			case <-resume[p]:
+			case <-stuck.C:
+				b.Fatalf("partition %d not resumed within %s", p, guard)
+			}
+		}
+		next[p] += int64(n)
+		done += n
 	}
 	for p := range partitions {
 		deadline := time.Now().Add(guard)
