@@ -110,6 +110,7 @@ func ConsumerConfig(e config.Env) consumer.Config {
 		ShutdownTimeout:        e.ShutdownTimeout,
 		SessionTimeout:         e.SessionTimeout,
 		RebalanceTimeout:       e.RebalanceTimeout,
+		RevokeTimeout:          e.RevokeTimeout,
 		FetchMaxBytes:          e.FetchMaxBytes,
 		PartitionFetchMaxBytes: e.PartitionFetchMaxBytes,
 		MaxConcurrentFetches:   e.MaxConcurrentFetches,

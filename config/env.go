@@ -38,6 +38,7 @@ type Env struct {
 	ClientID         string        `envconfig:"FANOUT_CLIENT_ID" default:"fanout" desc:"Kafka client id, seen in broker logs and quotas"`
 	SessionTimeout   time.Duration `envconfig:"FANOUT_SESSION_TIMEOUT" default:"45s" desc:"group session timeout"`
 	RebalanceTimeout time.Duration `envconfig:"FANOUT_REBALANCE_TIMEOUT" default:"60s" desc:"how long a rebalance waits for members to rejoin"`
+	RevokeTimeout    time.Duration `envconfig:"FANOUT_REVOKE_TIMEOUT" default:"10s" desc:"how long a revoked partition's running deliveries may finish before its offset is committed and it is handed over"`
 
 	// Fetch sizes bound the Kafka client's share of memory.
 	FetchMaxBytes          int32 `envconfig:"FANOUT_FETCH_MAX_BYTES" default:"16777216" desc:"most bytes one fetch response may hold"`
@@ -85,6 +86,7 @@ func DefaultEnv() Env {
 		ClientID:               "fanout",
 		SessionTimeout:         45 * time.Second,
 		RebalanceTimeout:       60 * time.Second,
+		RevokeTimeout:          10 * time.Second,
 		FetchMaxBytes:          16 << 20,
 		PartitionFetchMaxBytes: 1 << 20,
 		MaxConcurrentFetches:   2,
@@ -185,6 +187,10 @@ func (e Env) Validate() error {
 	positive("FANOUT_SHUTDOWN_TIMEOUT", e.ShutdownTimeout)
 	positive("FANOUT_SESSION_TIMEOUT", e.SessionTimeout)
 	positive("FANOUT_REBALANCE_TIMEOUT", e.RebalanceTimeout)
+	positive("FANOUT_REVOKE_TIMEOUT", e.RevokeTimeout)
+	if e.RevokeTimeout >= e.RebalanceTimeout && e.RebalanceTimeout > 0 {
+		p.addf("FANOUT_REVOKE_TIMEOUT", "must be shorter than FANOUT_REBALANCE_TIMEOUT (%s), or the member is dropped from the group while it drains", e.RebalanceTimeout)
+	}
 	if e.StartOffset != StartEarliest && e.StartOffset != StartLatest {
 		p.addf("FANOUT_START_OFFSET", "must be earliest or latest, got %q", truncate(e.StartOffset, 40))
 	}
@@ -251,7 +257,7 @@ func (e Env) Summary() string {
 	row("log", e.LogLevel+" "+e.LogFormat)
 	row("start offset", e.StartOffset)
 	row("commit interval", e.CommitInterval)
-	row("session/rebalance timeout", fmt.Sprintf("%s/%s", e.SessionTimeout, e.RebalanceTimeout))
+	row("session/rebalance/revoke timeout", fmt.Sprintf("%s/%s/%s", e.SessionTimeout, e.RebalanceTimeout, e.RevokeTimeout))
 	row("shutdown timeout", e.ShutdownTimeout)
 	row("fetch max bytes", fmt.Sprintf("%d (per partition %d, %d concurrent)", e.FetchMaxBytes, e.PartitionFetchMaxBytes, e.MaxConcurrentFetches))
 	tls := "off"
