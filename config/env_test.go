@@ -110,7 +110,7 @@ func TestLoadEnvErrorsNameTheVariable(t *testing.T) {
 		{"log format", map[string]string{"FANOUT_LOG_FORMAT": "xml"}, `FANOUT_LOG_FORMAT: must be json or console, got "xml"`},
 		{"commit interval unparsable", map[string]string{"FANOUT_COMMIT_INTERVAL": "soon"}, `FANOUT_COMMIT_INTERVAL: must be a duration such as 500ms, 5s or 1m, got "soon"`},
 		{"commit interval zero", map[string]string{"FANOUT_COMMIT_INTERVAL": "0s"}, "FANOUT_COMMIT_INTERVAL: must be positive, got 0s"},
-		{"revoke timeout not below rebalance timeout", map[string]string{"FANOUT_REVOKE_TIMEOUT": "60s"}, "FANOUT_REVOKE_TIMEOUT: must be shorter than FANOUT_REBALANCE_TIMEOUT (1m0s)"},
+		{"revoke timeout not below rebalance timeout", map[string]string{"FANOUT_REVOKE_TIMEOUT": "60s"}, "FANOUT_REVOKE_TIMEOUT: must be shorter than FANOUT_REBALANCE_TIMEOUT (1m0s), or the member is dropped from the group while it drains"},
 		{"shutdown timeout negative", map[string]string{"FANOUT_SHUTDOWN_TIMEOUT": "-1s"}, "FANOUT_SHUTDOWN_TIMEOUT: must be positive, got -1s"},
 		{"tls flag", map[string]string{"FANOUT_TLS_ENABLED": "sure"}, `FANOUT_TLS_ENABLED: must be true or false, got "sure"`},
 		{"fetch bytes", map[string]string{"FANOUT_FETCH_MAX_BYTES": "lots"}, `FANOUT_FETCH_MAX_BYTES: must be an integer, got "lots"`},
