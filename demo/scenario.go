@@ -110,6 +110,7 @@ func demoEnv(brokers []string, httpAddr string) config.Env {
 	e.ShutdownTimeout = 3 * time.Second
 	e.SessionTimeout = 10 * time.Second
 	e.RebalanceTimeout = 10 * time.Second
+	e.RevokeTimeout = 3 * time.Second
 	return e
 }
 
