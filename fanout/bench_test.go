@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // BenchmarkDispatch measures the engine's cost per record end to end: Offer
@@ -97,32 +98,10 @@ func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
 		m := &msgs[p]
 		m.Offset = next[p]
 		m.Key = keyBytes[i%keys]
-		for {
-			err := r.Offer(m)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrCongested) {
-				b.Fatalf("offer: %v", err)
-			}
-			stuck.Reset(guard)
-			select {
-			case <-resume[p]:
-			case <-stuck.C:
-				b.Fatalf("partition %d not resumed within %s", p, guard)
-			}
-		}
+		offerUntilAccepted(b, r, unsafe.Slice(m, 1), resume[p], stuck) // what Offer does
 		next[p]++
 	}
-	for p := range partitions {
-		deadline := time.Now().Add(guard)
-		for committed(r, int32(p)) != next[p] && next[p] > 0 {
-			if time.Now().After(deadline) {
-				b.Fatalf("partition %d: committable %d, want %d", p, committed(r, int32(p)), next[p])
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
-	}
+	waitCommittable(b, r, next)
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nroutes), "ns/delivery")
 }
@@ -153,27 +132,41 @@ func benchDispatchBatch(b *testing.B, nroutes int) {
 			batch[i] = msgs[p]
 			batch[i].Offset = next[p] + int64(i)
 		}
-		pending := batch[:n]
-		for len(pending) > 0 {
-			k, err := r.OfferBatch(pending)
-			pending = pending[k:]
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, ErrCongested) {
-				b.Fatalf("offer: %v", err)
-			}
-			stuck.Reset(guard)
-			select {
-			case <-resume[p]:
-			case <-stuck.C:
-				b.Fatalf("partition %d not resumed within %s", p, guard)
-			}
-		}
+		offerUntilAccepted(b, r, batch[:n], resume[p], stuck)
 		next[p] += int64(n)
 		done += n
 	}
-	for p := range partitions {
+	waitCommittable(b, r, next)
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nroutes), "ns/delivery")
+}
+
+// offerUntilAccepted offers pending (one partition's records) until all are
+// accepted, waiting for the partition's resume after each refusal, as the
+// consumer does.
+func offerUntilAccepted(b *testing.B, r *Receiver, pending []Message, resume <-chan struct{}, stuck *time.Timer) {
+	for len(pending) > 0 {
+		n, err := r.OfferBatch(pending)
+		pending = pending[n:]
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrCongested) {
+			b.Fatalf("offer: %v", err)
+		}
+		stuck.Reset(guard)
+		select {
+		case <-resume:
+		case <-stuck.C:
+			b.Fatalf("partition %d not resumed within %s", pending[0].Partition, guard)
+		}
+	}
+}
+
+// waitCommittable waits until every partition's committable offset reaches
+// next, the offset after the last record offered to it.
+func waitCommittable(b *testing.B, r *Receiver, next []int64) {
+	for p := range next {
 		deadline := time.Now().Add(guard)
 		for committed(r, int32(p)) != next[p] && next[p] > 0 {
 			if time.Now().After(deadline) {
@@ -182,6 +175,4 @@ func benchDispatchBatch(b *testing.B, nroutes int) {
 			time.Sleep(20 * time.Microsecond)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(nroutes), "ns/delivery")
 }
