@@ -335,3 +335,26 @@ func TestConsumer_singleStalledReceiverPauses(t *testing.T) {
 		return n == 2
 	})
 }
+
+// Commits carry the leader epoch of the last committed record, so a member
+// that takes the partition over can detect log truncation (KIP-320).
+func TestConsumer_commitsCarryTheLeaderEpoch(t *testing.T) {
+	c := newCluster(t, 2, "epochs")
+	addrs := c.ListenAddrs()
+	produce(t, addrs, "epochs", 200)
+	s := newSink("r")
+	run := start(t, testConfig(addrs, "epoch-g"), fanout.ReceiverConfig{Topic: "epochs", Routes: routesOf(s)})
+	waitCommittedAtEnd(t, addrs, "epoch-g", "epochs")
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	info := c.GroupInfo("epoch-g")
+	if info == nil || len(info.Commits["epochs"]) != 2 {
+		t.Fatalf("group info %+v", info)
+	}
+	for p, gc := range info.Commits["epochs"] {
+		if gc.LeaderEpoch < 0 {
+			t.Errorf("partition %d committed at %d without a leader epoch (%d)", p, gc.Offset, gc.LeaderEpoch)
+		}
+	}
+}
