@@ -154,9 +154,6 @@ func New(cfg Config, receivers []fanout.ReceiverConfig, engOpts fanout.Options) 
 	return c, nil
 }
 
-// Engine returns the engine the consumer feeds, for metrics.
-func (c *Consumer) Engine() *fanout.Engine { return c.eng }
-
 // Ready reports whether the consumer has joined its group and is not
 // shutting down.
 func (c *Consumer) Ready() bool { return c.ready.Load() }

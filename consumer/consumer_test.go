@@ -239,18 +239,8 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 	addrs := c.ListenAddrs()
 	const backlog = 100_000
 	produce(t, addrs, "stalled", backlog)
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	defer releaseOnce.Do(func() { close(release) })
-	stuck := newSink("stuck")
-	stuck.fn = func(ctx context.Context, m fanout.Message) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	stuck, release := stalledSink("stuck")
+	defer release()
 	fastOnStalled := newSink("fast")
 	other := newSink("other")
 	const buffer, maxInflight, workers = 500, 1000, 4
@@ -297,7 +287,7 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 			t.Fatalf("flowing partition %d paused", p.Partition)
 		}
 	}
-	releaseOnce.Do(func() { close(release) })
+	release()
 	wait(t, 2*guard, "stalled receiver drains", func() bool { return stuck.distinct("stalled") == backlog })
 	waitCommittedAtEnd(t, addrs, "g4", "stalled")
 	if err := run.stop(t); err != nil {
@@ -312,17 +302,8 @@ func TestConsumer_singleStalledReceiverPauses(t *testing.T) {
 	c := newCluster(t, 2, "alone")
 	addrs := c.ListenAddrs()
 	produce(t, addrs, "alone", 5000)
-	release := make(chan struct{})
-	defer close(release)
-	stuck := newSink("stuck")
-	stuck.fn = func(ctx context.Context, m fanout.Message) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	stuck, release := stalledSink("stuck")
+	defer release()
 	run := start(t, testConfig(addrs, "alone-g"), fanout.ReceiverConfig{Topic: "alone",
 		Routes: []fanout.RouteConfig{{Route: stuck, Workers: 2, Buffer: 1500}}}) // one poll (1000) leaves it saturated, not full
 	wait(t, guard, "both partitions paused", func() bool {

@@ -85,6 +85,25 @@ func newSink(name string) *sink {
 	return &sink{name: name, seen: map[string]int{}, last: map[string]fanout.Message{}}
 }
 
+// stalledSink is a sink whose deliveries block until release is called (or
+// their context ends): a destination that stopped answering. release is
+// idempotent; call it (deferred) before the consumer stops, or the drain
+// waits for the stalled deliveries.
+func stalledSink(name string) (s *sink, release func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	s = newSink(name)
+	s.fn = func(ctx context.Context, _ fanout.Message) error {
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s, func() { once.Do(func() { close(ch) }) }
+}
+
 func (s *sink) Name() string { return s.name }
 
 func (s *sink) Deliver(ctx context.Context, m fanout.Message) error {

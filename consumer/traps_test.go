@@ -134,18 +134,8 @@ func TestConsumer_pauseIsLiftedWhenPartitionsMove(t *testing.T) {
 	produceTo(t, addrs, "moving", 0, 300)
 	produceTo(t, addrs, "moving", 1, 300)
 
-	stall := make(chan struct{})
-	var stallOnce sync.Once
-	defer stallOnce.Do(func() { close(stall) })
-	first := newSink("r")
-	first.fn = func(ctx context.Context, m fanout.Message) error {
-		select {
-		case <-stall:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	first, release := stalledSink("r")
+	defer release()
 	cfg1 := testConfig(addrs, "moving-g")
 	cfg1.RevokeTimeout = 200 * time.Millisecond
 	m1 := start(t, cfg1, fanout.ReceiverConfig{Topic: "moving", MaxInflight: 50,
@@ -166,7 +156,7 @@ func TestConsumer_pauseIsLiftedWhenPartitionsMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, guard, "member 1 owns both again", func() bool { return len(m1.c.Stats().Partitions) == 2 })
-	stallOnce.Do(func() { close(stall) })
+	release()
 	produceTo(t, addrs, "moving", 0, 100)
 	produceTo(t, addrs, "moving", 1, 100)
 	wait(t, guard, "every record delivered", func() bool {
