@@ -87,8 +87,15 @@ func New(o Options) (*Worker, error) {
 		w.closeRoutes()
 		return nil, fmt.Errorf("listen on FANOUT_HTTP_ADDR %s: %w", o.Env.HTTPAddr, err)
 	}
-	w.consumer, err = consumer.New(ccfg, w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
+	eng, err := fanout.New(w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
 	if err != nil {
+		_ = w.listener.Close()
+		w.closeRoutes()
+		return nil, err
+	}
+	w.consumer, err = consumer.New(ccfg, eng)
+	if err != nil {
+		_ = eng.Close(context.Background())
 		_ = w.listener.Close()
 		w.closeRoutes()
 		return nil, err
@@ -171,10 +178,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.closeRoutes()
 
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The drain has used the shutdown budget; a scrape in progress gets a
+	// moment, not a budget of its own.
+	shutCtx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := w.server.Shutdown(shutCtx); err != nil {
-		w.log.Warn().Err(err).Msg("http shutdown")
+		_ = w.server.Close()
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return errors.Join(startErr, fmt.Errorf("http listener: %w", err))

@@ -192,13 +192,13 @@ func (d *workerPool) stop() error {
 
 // engineDesign is this project's engine: one receiver, one partition, each
 // route with its own bounded buffer and worker pool. next offers the record
-// and, refused with ErrCongested, waits for OnResume and offers it again,
-// as the consumer's poll loop does (it pauses the partition meanwhile).
+// and, refused with ErrCongested, waits on the engine's Room signal until
+// the partition may flow and offers it again, as the consumer's poll loop
+// does (it pauses the partition meanwhile).
 type engineDesign struct {
-	e      *fanout.Engine
-	r      *fanout.Receiver
-	resume chan struct{}
-	m      fanout.Message // reused: Offer copies it
+	e *fanout.Engine
+	r *fanout.Receiver
+	m fanout.Message // reused: Offer copies it
 }
 
 const engineTopic = "bench"
@@ -213,19 +213,13 @@ func (d *engineDesign) start(routes []routeFn) error {
 			return nil
 		}}
 	}
-	d.resume = make(chan struct{}, 1)
 	e, err := fanout.New([]fanout.ReceiverConfig{{
 		Topic: engineTopic,
 		Routes: []fanout.RouteConfig{
 			{Route: adapt("fast", routes[0]), Workers: engineFastWork, Buffer: engineBuffer, Ordering: fanout.OrderNone},
 			{Route: adapt("slow", routes[1]), Workers: engineSlowWork, Buffer: engineBuffer, Ordering: fanout.OrderNone},
 		},
-	}}, fanout.Options{OnResume: func(string, int32) {
-		select {
-		case d.resume <- struct{}{}:
-		default: // a wake-up is already pending
-		}
-	}})
+	}}, fanout.Options{})
 	if err != nil {
 		return err
 	}
@@ -248,10 +242,12 @@ func (d *engineDesign) next(ctx context.Context, ev *event) error {
 		if !errors.Is(err, fanout.ErrCongested) {
 			return err
 		}
-		select {
-		case <-d.resume:
-		case <-ctx.Done():
-			return ctx.Err()
+		for d.r.Paused(0) {
+			select {
+			case <-d.e.Room():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }

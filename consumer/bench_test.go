@@ -181,7 +181,7 @@ func fanoutConsume(tb testing.TB, addrs []string, topic, group string, n, buffer
 
 // startUnmanaged is start without a test cleanup, for benchmarks.
 func startUnmanaged(tb testing.TB, cfg Config, rc fanout.ReceiverConfig, obs fanout.Observer) *running {
-	c, err := New(cfg, []fanout.ReceiverConfig{rc}, fanout.Options{Observer: obs})
+	c, err := build(cfg, fanout.Options{Observer: obs}, rc)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -37,6 +37,10 @@ type Config struct {
 	// RevokeTimeout bounds how long a revoke waits for in-flight
 	// deliveries before it commits and lets the rebalance go on. 10s.
 	RevokeTimeout time.Duration
+	// CommitTimeout bounds one commit request, including a revoked
+	// partition's final commit, which has this budget of its own after the
+	// revoke's wait. 5s.
+	CommitTimeout time.Duration
 	// ShutdownTimeout bounds the drain on shutdown. 30s.
 	ShutdownTimeout time.Duration
 
@@ -55,6 +59,10 @@ type Config struct {
 	// FetchMaxWait bounds how long a fetch waits for data, and so how long
 	// a resumed partition may wait for its next fetch. 250ms.
 	FetchMaxWait time.Duration
+	// MaxDecompressedBatchBytes bounds what one fetched record batch may
+	// decompress to, so a compression bomb cannot exhaust memory; a batch
+	// beyond it stops its partition with an error in the log. 64 MiB.
+	MaxDecompressedBatchBytes int
 
 	Logger   *zerolog.Logger // default: none
 	Observer Observer        // default: none
@@ -85,6 +93,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RevokeTimeout <= 0 {
 		c.RevokeTimeout = 10 * time.Second
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 5 * time.Second
+	}
+	if c.MaxDecompressedBatchBytes <= 0 {
+		c.MaxDecompressedBatchBytes = 64 << 20
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second

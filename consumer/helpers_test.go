@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,7 +18,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const guard = 60 * time.Second
 
@@ -157,6 +163,21 @@ func testConfig(addrs []string, group string) Config {
 	}
 }
 
+// build makes an engine for receivers and a consumer around it, as the
+// wiring does; the consumer's Run closes the engine.
+func build(cfg Config, opts fanout.Options, receivers ...fanout.ReceiverConfig) (*Consumer, error) {
+	eng, err := fanout.New(receivers, opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := New(cfg, eng)
+	if err != nil {
+		_ = eng.Close(context.Background())
+		return nil, err
+	}
+	return c, nil
+}
+
 type running struct {
 	c      *Consumer
 	cancel context.CancelFunc
@@ -165,7 +186,7 @@ type running struct {
 
 func start(tb testing.TB, cfg Config, receivers ...fanout.ReceiverConfig) *running {
 	tb.Helper()
-	c, err := New(cfg, receivers, fanout.Options{})
+	c, err := build(cfg, fanout.Options{}, receivers...)
 	if err != nil {
 		tb.Fatal(err)
 	}

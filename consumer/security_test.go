@@ -55,7 +55,7 @@ func selfSigned(t *testing.T) (tls.Certificate, string) {
 func runOnce(t *testing.T, cfg Config, topic string) (*sink, error) {
 	t.Helper()
 	s := newSink("r")
-	c, err := New(cfg, []fanout.ReceiverConfig{{Topic: topic, Routes: routesOf(s)}}, fanout.Options{})
+	c, err := build(cfg, fanout.Options{}, fanout.ReceiverConfig{Topic: topic, Routes: routesOf(s)})
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func TestConsumer_TLS(t *testing.T) {
 		t.Fatalf("with an untrusted certificate: err = %v, want a certificate error", err)
 	}
 	cfg.TLS = &TLSConfig{CAFile: filepath.Join(t.TempDir(), "missing.pem")}
-	if _, err := New(cfg, []fanout.ReceiverConfig{{Topic: "secure", Routes: routesOf(newSink("r"))}}, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "CA file") {
+	if _, err := build(cfg, fanout.Options{}, fanout.ReceiverConfig{Topic: "secure", Routes: routesOf(newSink("r"))}); err == nil || !strings.Contains(err.Error(), "CA file") {
 		t.Fatalf("missing CA file: err = %v", err)
 	}
 }
@@ -184,13 +184,13 @@ func TestConsumer_startOffsetLatest(t *testing.T) {
 }
 
 func TestConfig_badSettings(t *testing.T) {
-	if _, err := New(Config{Brokers: []string{"x:1"}}, nil, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "group") {
+	if _, err := build(Config{Brokers: []string{"x:1"}}, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "group") {
 		t.Fatalf("no group: %v", err)
 	}
-	if _, err := New(Config{Brokers: []string{"x:1"}, Group: "g", StartOffset: "middle"}, nil, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "middle") {
+	if _, err := build(Config{Brokers: []string{"x:1"}, Group: "g", StartOffset: "middle"}, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "middle") {
 		t.Fatalf("bad start offset: %v", err)
 	}
-	if _, err := New(Config{Brokers: []string{"x:1"}, Group: "g", SASL: &SASLConfig{Mechanism: "GSSAPI"}}, nil, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "GSSAPI") {
+	if _, err := build(Config{Brokers: []string{"x:1"}, Group: "g", SASL: &SASLConfig{Mechanism: "GSSAPI"}}, fanout.Options{}); err == nil || !strings.Contains(err.Error(), "GSSAPI") {
 		t.Fatalf("unknown mechanism: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkDispatch measures the engine's cost per record end to end: Offer
-// until the record is accepted (waiting for OnResume when a route's buffer
+// until the record is accepted (waiting for Room when a route's buffer
 // or the partition's window is full, as the consumer does), the workers'
 // delivery to every route, their acknowledgements and the commit watermark
 // reaching the last offered offset. The routes discard at once, so what is
@@ -37,9 +37,9 @@ const (
 )
 
 // dispatchSetup builds an engine of nroutes discard routes on 4
-// partitions and the messages to offer; resume[p] receives OnResume for
-// partition p. The engine is closed when b ends.
-func dispatchSetup(b *testing.B, nroutes int, ord Ordering) (r *Receiver, msgs []Message, keyBytes [][]byte, resume []chan struct{}) {
+// partitions and the messages to offer, and the engine's Room signal. The
+// engine is closed when b ends.
+func dispatchSetup(b *testing.B, nroutes int, ord Ordering) (r *Receiver, msgs []Message, keyBytes [][]byte, room <-chan struct{}) {
 	discard := func(context.Context, Message) error { return nil }
 	cfgs := make([]RouteConfig, nroutes)
 	for i := range cfgs {
@@ -49,18 +49,7 @@ func dispatchSetup(b *testing.B, nroutes int, ord Ordering) (r *Receiver, msgs [
 			// Workers, Buffer and MaxInflight: the defaults (4, 1024, 10000).
 		}
 	}
-	resume = make([]chan struct{}, partitions)
-	for p := range resume {
-		resume[p] = make(chan struct{}, 1)
-	}
-	e, err := New([]ReceiverConfig{{Topic: topic, Routes: cfgs}}, Options{
-		OnResume: func(_ string, p int32) {
-			select {
-			case resume[p] <- struct{}{}:
-			default: // a wake-up is already pending
-			}
-		},
-	})
+	e, err := New([]ReceiverConfig{{Topic: topic, Routes: cfgs}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,11 +71,11 @@ func dispatchSetup(b *testing.B, nroutes int, ord Ordering) (r *Receiver, msgs [
 		r.Assign(int32(p))
 		msgs[p] = Message{Topic: topic, Partition: int32(p), Value: value, Timestamp: time.Unix(1700000000, 0)}
 	}
-	return r, msgs, keyBytes, resume
+	return r, msgs, keyBytes, e.Room()
 }
 
 func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
-	r, msgs, keyBytes, resume := dispatchSetup(b, nroutes, ord)
+	r, msgs, keyBytes, room := dispatchSetup(b, nroutes, ord)
 	next := make([]int64, partitions)
 	stuck := time.NewTimer(guard)
 	defer stuck.Stop()
@@ -98,7 +87,7 @@ func benchDispatch(b *testing.B, nroutes int, ord Ordering) {
 		m := &msgs[p]
 		m.Offset = next[p]
 		m.Key = keyBytes[i%keys]
-		offerUntilAccepted(b, r, unsafe.Slice(m, 1), resume[p], stuck) // what Offer does
+		offerUntilAccepted(b, r, unsafe.Slice(m, 1), room, stuck) // what Offer does
 		next[p]++
 	}
 	waitCommittable(b, r, next)
@@ -118,7 +107,7 @@ func BenchmarkDispatchBatch(b *testing.B) {
 
 func benchDispatchBatch(b *testing.B, nroutes int) {
 	const run = 256
-	r, msgs, _, resume := dispatchSetup(b, nroutes, OrderNone)
+	r, msgs, _, room := dispatchSetup(b, nroutes, OrderNone)
 	batch := make([]Message, run)
 	next := make([]int64, partitions)
 	stuck := time.NewTimer(guard)
@@ -132,7 +121,7 @@ func benchDispatchBatch(b *testing.B, nroutes int) {
 			batch[i] = msgs[p]
 			batch[i].Offset = next[p] + int64(i)
 		}
-		offerUntilAccepted(b, r, batch[:n], resume[p], stuck)
+		offerUntilAccepted(b, r, batch[:n], room, stuck)
 		next[p] += int64(n)
 		done += n
 	}
@@ -142,9 +131,9 @@ func benchDispatchBatch(b *testing.B, nroutes int) {
 }
 
 // offerUntilAccepted offers pending (one partition's records) until all are
-// accepted, waiting for the partition's resume after each refusal, as the
-// consumer does.
-func offerUntilAccepted(b *testing.B, r *Receiver, pending []Message, resume <-chan struct{}, stuck *time.Timer) {
+// accepted, waiting for Room until the partition is no longer paused after
+// each refusal, as the consumer does.
+func offerUntilAccepted(b *testing.B, r *Receiver, pending []Message, room <-chan struct{}, stuck *time.Timer) {
 	for len(pending) > 0 {
 		n, err := r.OfferBatch(pending)
 		pending = pending[n:]
@@ -155,10 +144,12 @@ func offerUntilAccepted(b *testing.B, r *Receiver, pending []Message, resume <-c
 			b.Fatalf("offer: %v", err)
 		}
 		stuck.Reset(guard)
-		select {
-		case <-resume:
-		case <-stuck.C:
-			b.Fatalf("partition %d not resumed within %s", pending[0].Partition, guard)
+		for r.Paused(pending[0].Partition) {
+			select {
+			case <-room:
+			case <-stuck.C:
+				b.Fatalf("partition %d not resumed within %s", pending[0].Partition, guard)
+			}
 		}
 	}
 }

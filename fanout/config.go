@@ -70,26 +70,37 @@ type RouteConfig struct {
 type ReceiverConfig struct {
 	Topic string
 	// MaxInflight bounds the records of one partition accepted but not yet
-	// acknowledged by every route. Default 10000.
+	// acknowledged by every route. Default DefaultMaxInflight.
 	MaxInflight int
-	Routes      []RouteConfig
+	// MaxBytes bounds the memory of the receiver's records in flight,
+	// across its partitions: their keys, values and headers until the
+	// last route acknowledged, and a slot of bookkeeping each until the
+	// partition's committable offset passes them. A partition whose next
+	// record does not fit pauses until half the budget is free again. A
+	// single record larger than the budget is still accepted once at most
+	// half of it is in use. Default DefaultMaxBytes.
+	MaxBytes int64
+	Routes   []RouteConfig
 }
+
+// Defaults of ReceiverConfig.
+const (
+	DefaultMaxInflight       = 10000
+	DefaultMaxBytes    int64 = 64 << 20
+)
+
+// SlotBytes is the bookkeeping a record in flight costs besides its data:
+// the figure the byte budget charges per record.
+const SlotBytes = slotCost
 
 // Options are the engine's collaborators. The zero value works.
 type Options struct {
 	// Observer receives delivery outcomes and pause events. Default: none.
 	Observer Observer
-	// OnResume is called when a partition that Offer refused may be offered
-	// again. It is called from engine goroutines, possibly while other
-	// engine calls run, and must not block or call back into the engine.
-	OnResume func(topic string, partition int32)
 	// Logger for engine events. Default: zerolog.Nop().
 	Logger *zerolog.Logger
 	// Clock drives backoff waits and timestamps. Default: the real clock.
 	Clock Clock
-	// CloseGrace is how long Close waits for workers after its context
-	// expired and in-flight deliveries were cancelled. Default 2s.
-	CloseGrace time.Duration
 }
 
 func (rc *RouteConfig) setDefaults() {
@@ -110,6 +121,19 @@ func (rc *RouteConfig) setDefaults() {
 	}
 }
 
+func (c *ReceiverConfig) setDefaults() {
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	c.Routes = append([]RouteConfig(nil), c.Routes...)
+	for i := range c.Routes {
+		c.Routes[i].setDefaults()
+	}
+}
+
 func (c *ReceiverConfig) validate() error {
 	var errs []error
 	if c.Topic == "" {
@@ -117,6 +141,9 @@ func (c *ReceiverConfig) validate() error {
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("receiver %q: max_inflight must be at least 1", c.Topic))
+	}
+	if c.MaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("receiver %q: max bytes must be at least 1", c.Topic))
 	}
 	if len(c.Routes) == 0 || len(c.Routes) > MaxRoutes {
 		errs = append(errs, fmt.Errorf("receiver %q: needs 1 to %d routes, has %d", c.Topic, MaxRoutes, len(c.Routes)))

@@ -11,9 +11,14 @@
 // one partition) never blocks: it accepts a record into every route's queue
 // at once, or refuses it with ErrCongested when a queue is full or the
 // partition's in-flight window (ReceiverConfig.MaxInflight) is exhausted.
-// The refused partition is paused; when every route has drained to half its
-// buffer and the window to half its size, Options.OnResume fires (the gap
-// between the two marks keeps a partition from flapping).
+// A record is also refused when the receiver's byte budget
+// (ReceiverConfig.MaxBytes) is spent. The refused partition is paused; when
+// every route has drained to half its buffer, the window to half its size
+// and the budget to half, the partition may be offered to again and the
+// engine signals Engine.Room (the gap between the marks keeps a partition
+// from flapping). Room is the engine's one "there is room again" signal: it
+// also fires when a route drains to half its buffer (see
+// Receiver.Saturated).
 //
 // A record is complete when every route acknowledged it: delivered it,
 // filtered it out, or handed it to its dead-letter function. The committable
@@ -27,12 +32,24 @@
 //     with backoff, holding only itself), acknowledges it on the record's
 //     partition, and takes the next. Workers are the only goroutines.
 //   - Offer, Assign, Revoke, Lose, Committable and Stats run on the caller.
-//   - OnResume and Observer methods are called from workers and callers;
-//     they must not block.
+//   - Observer methods are called from workers and callers; they must not
+//     block.
 //
 // # Memory
 //
-// Per receiver: MaxInflight slots per assigned partition (each holds one
-// record's key, value and headers) plus, per route, Buffer jobs of a few
-// words each. Nothing grows with a backlog in Kafka.
+// Memory follows the records held, not the capacities configured. A
+// partition's window grows in chunks of 64 slots as records arrive and
+// gives them back as its head passes them (an idle partition holds none);
+// a record's key, value and headers are released when its last route
+// acknowledges it, even while an older record holds the head. Route queues
+// and per-key waiting lists grow and shrink with their jobs. The bytes of
+// a receiver's records in flight, plus SlotBytes a record, are bounded by
+// ReceiverConfig.MaxBytes. Nothing grows with a backlog in Kafka.
+//
+// # Locks
+//
+// Receiver.mu (the partition map) before partition.mu before every route
+// queue's mu, taken in route order (OfferBatch takes them all). Workers take
+// one queue's mu, or one partition's mu, never both at once. No lock is
+// held while calling a route, an Observer, or signalling Room.
 package fanout

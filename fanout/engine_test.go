@@ -79,7 +79,7 @@ func TestEngine_memoryBoundUnderStall(t *testing.T) {
 	slow := &recorder{name: "slow", fn: func(ctx context.Context, m Message) error { return stall.wait(ctx) }}
 	fast := &recorder{name: "fast"}
 	const workers, buffer, inflight, parts = 4, 1000, 5000, 4
-	e := newEngine(t, Options{OnResume: func(string, int32) { resumes.Add(1) }}, ReceiverConfig{
+	e := newEngine(t, Options{Observer: countResumes(&resumes)}, ReceiverConfig{
 		Topic: "t", MaxInflight: inflight,
 		Routes: []RouteConfig{
 			{Route: slow, Workers: workers, Buffer: buffer},
@@ -148,7 +148,7 @@ func TestEngine_resumeWaitsForLowWater(t *testing.T) {
 		return nil
 	}}
 	var resumed atomic.Int32
-	e := newEngine(t, Options{OnResume: func(string, int32) { resumed.Add(1) }},
+	e := newEngine(t, Options{Observer: countResumes(&resumed)},
 		ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: 10, Ordering: OrderNone}}})
 	r := e.Receiver("t")
 	r.Assign(0)
@@ -182,7 +182,7 @@ func TestEngine_inflightWindowPausesPartition(t *testing.T) {
 	defer stall.open()
 	var resumed atomic.Int32
 	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error { return stall.wait(ctx) }}
-	e := newEngine(t, Options{OnResume: func(string, int32) { resumed.Add(1) }},
+	e := newEngine(t, Options{Observer: countResumes(&resumed)},
 		ReceiverConfig{Topic: "t", MaxInflight: 8, Routes: []RouteConfig{{Route: route, Workers: 2, Buffer: 100}}})
 	r := e.Receiver("t")
 	r.Assign(0)
@@ -388,7 +388,7 @@ func TestOfferBatch_acceptsAPrefixUpToTheBound(t *testing.T) {
 	}
 }
 
-func TestSaturated_andRoomSignal(t *testing.T) {
+func TestSaturated_andRoom(t *testing.T) {
 	release := make(chan struct{}, 100)
 	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
 		select {
@@ -416,12 +416,12 @@ func TestSaturated_andRoomSignal(t *testing.T) {
 		t.Fatal("more than half full but not saturated")
 	}
 	select {
-	case <-e.RoomSignal():
+	case <-e.Room():
 	default:
 	}
 	release <- struct{}{} // record 0 done: the worker takes record 1, 5 queued = half
 	select {
-	case <-e.RoomSignal():
+	case <-e.Room():
 	case <-time.After(guard):
 		t.Fatal("no room signal at the low-water mark")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,3 +135,13 @@ func (c *fakeClock) recorded() []time.Duration {
 	defer c.mu.Unlock()
 	return append([]time.Duration(nil), c.delays...)
 }
+
+// resumeCounter is an Observer counting PartitionResumed events.
+type resumeCounter struct {
+	nopObserver
+	n *atomic.Int32
+}
+
+func countResumes(n *atomic.Int32) Observer { return resumeCounter{n: n} }
+
+func (c resumeCounter) PartitionResumed(string, int32) { c.n.Add(1) }

@@ -30,6 +30,11 @@ type Message struct {
 	// Attempt is the 1-based delivery attempt for this route, set by the
 	// engine before every call to Route.Deliver.
 	Attempt int
+
+	// Skip marks a record that holds its place in offset order but reaches
+	// no route (a Kafka transaction marker, say): it completes as soon as
+	// it is accepted, so the committable offset moves past it.
+	Skip bool
 }
 
 // Header returns the value of the first header named key, and whether there

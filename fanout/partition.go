@@ -5,19 +5,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
-// slot holds one in-flight record until every route acknowledged it.
-type slot struct {
-	msg      Message
-	pending  atomic.Uint64 // bit i set while route i has not acknowledged
-	accepted int64         // unix nanoseconds when Offer accepted it
-}
-
-// partition tracks the in-flight window of one assigned partition: a ring of
-// slots in offer order, whose contiguous acknowledged prefix is committable.
-// Offer order is offset order, so gaps in offsets (compaction, transaction
-// markers) need no special care.
+// partition tracks the in-flight window of one assigned partition, whose
+// contiguous acknowledged prefix is committable. Offer order is offset
+// order, so gaps in offsets (compaction, transaction markers) need no
+// special care.
 type partition struct {
 	r   *Receiver
 	id  int32
@@ -26,11 +20,9 @@ type partition struct {
 	cancel context.CancelFunc
 
 	mu        sync.Mutex // protects the fields below
-	slots     []slot
-	head      uint64 // oldest unacknowledged slot
-	tail      uint64 // next free slot
-	committed int64  // offset after the acknowledged prefix; -1 before any
-	epoch     int32  // Epoch of the record before committed
+	win       window
+	committed int64 // offset after the acknowledged prefix; -1 before any
+	epoch     int32 // Epoch of the record before committed
 	paused    bool
 
 	revoked atomic.Bool
@@ -46,49 +38,88 @@ func newPartition(r *Receiver, id int32, ctx context.Context) *partition {
 		id:        id,
 		ctx:       ctx,
 		cancel:    cancel,
-		slots:     make([]slot, r.maxInflight),
 		committed: -1,
 		idle:      make(chan struct{}, 1),
 		gone:      make(chan struct{}),
 	}
 }
 
-func (p *partition) slot(seq uint64) *slot { return &p.slots[seq%uint64(len(p.slots))] }
-
-// ack records that route bit acknowledged the record at seq and advances the
-// committable prefix when the record became complete. It reports whether a
-// paused partition may resume.
-func (p *partition) ack(seq uint64, bit uint64) {
-	s := p.slot(seq)
+// ack records that route bit acknowledged the record in s at seq. The last
+// route to acknowledge releases the record's bytes and advances the
+// committable prefix.
+func (p *partition) ack(s *slot, seq uint64, bit uint64) {
 	if s.pending.And(^bit)&^bit != 0 {
 		return // other routes still pending
 	}
-	p.advance()
+	p.mu.Lock()
+	// The slot is ours to touch only while it is in the window: another
+	// goroutine's advance may have popped it (and released its bytes)
+	// since the last acknowledgement above, and its chunk may be reused.
+	var freed int64
+	if seq >= p.win.head {
+		freed = p.releaseLocked(s)
+	}
+	popped, resume := p.advanceLocked()
+	freed += popped
+	if p.revoked.Load() {
+		freed = 0 // detach gave the whole window back already
+	}
+	p.mu.Unlock()
+	p.r.release(freed)
+	if resume {
+		p.r.resumed(p)
+	}
+}
+
+// slotCost is what a record costs the receiver's byte budget besides its
+// data, from its acceptance until the head of the window passes it.
+const slotCost = int64(unsafe.Sizeof(slot{}))
+
+// releaseLocked drops a complete record's data, keeping only its position,
+// and returns the bytes it gives back to the receiver's budget. p.mu must
+// be held.
+func (p *partition) releaseLocked(s *slot) int64 {
+	s.msg.Key, s.msg.Value, s.msg.Headers = nil, nil, nil
+	n := s.size
+	s.size = 0
+	return n
 }
 
 // advance pops completed records off the head of the window.
 func (p *partition) advance() {
 	p.mu.Lock()
-	moved := false
-	for p.head < p.tail {
-		s := p.slot(p.head)
+	freed, resume := p.advanceLocked()
+	if p.revoked.Load() {
+		freed = 0 // detach gave the whole window back already
+	}
+	p.mu.Unlock()
+	p.r.release(freed)
+	if resume {
+		p.r.resumed(p)
+	}
+}
+
+// advanceLocked pops completed records off the head of the window. It
+// returns the bytes it gives back to the budget and whether the partition
+// just left its pause. p.mu must be held.
+func (p *partition) advanceLocked() (freed int64, resume bool) {
+	for p.win.head < p.win.tail {
+		s := p.win.at(p.win.head)
 		if s.pending.Load() != 0 {
 			break
 		}
 		p.committed = s.msg.Offset + 1
 		p.epoch = s.msg.Epoch
-		s.msg = Message{} // drop references so the GC can reclaim values
-		p.head++
-		moved = true
+		// The last acknowledgement may not have released the data yet:
+		// it is released by whoever takes p.mu first.
+		freed += p.releaseLocked(s) + slotCost
+		p.win.pop()
 	}
-	resume := moved && p.paused && p.r.canResumeLocked(p)
-	if resume {
+	if freed > 0 && p.paused && p.r.canResumeLocked(p) {
 		p.setPaused(false)
+		resume = true
 	}
-	p.mu.Unlock()
-	if resume {
-		p.r.resumed(p)
-	}
+	return freed, resume
 }
 
 // setPaused changes the pause state and the receiver's count of paused
@@ -148,24 +179,22 @@ func (p *partition) stats(routeOldest []int64) PartitionStats {
 	st := PartitionStats{
 		Topic:       p.r.topic,
 		Partition:   p.id,
-		Inflight:    int(p.tail - p.head),
+		Inflight:    p.win.len(),
 		Paused:      p.paused,
 		Committable: p.committed,
 	}
-	if p.head < p.tail {
-		st.OldestTimestamp = p.slot(p.head).msg.Timestamp
+	if p.win.len() > 0 {
+		st.OldestTimestamp = p.win.at(p.win.head).msg.Timestamp
 	}
 	// For each route, the accept time of its oldest unacknowledged record.
 	var want uint64
 	for i := range routeOldest {
 		want |= 1 << uint(i)
 	}
-	for seq := p.head; seq < p.tail && want != 0; seq++ {
-		s := p.slot(seq)
+	for seq := p.win.head; seq < p.win.tail && want != 0; seq++ {
+		s := p.win.at(seq)
 		found := s.pending.Load() & want
-		for found != 0 {
-			i := trailingZeros(found)
-			found &^= 1 << uint(i)
+		for i := range bitsOf(found) {
 			want &^= 1 << uint(i)
 			if routeOldest[i] == 0 || s.accepted < routeOldest[i] {
 				routeOldest[i] = s.accepted

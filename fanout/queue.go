@@ -9,6 +9,7 @@ import (
 // small value: the record itself stays in its partition's slot.
 type job struct {
 	p     *partition
+	s     *slot  // the record, stable while it is in p's window
 	seq   uint64 // position in p's in-flight window
 	key   uint64 // ordering key hash, valid when keyed
 	keyed bool
@@ -17,9 +18,55 @@ type job struct {
 
 // keyState serialises the jobs of one ordering key: while it exists, one job
 // of the key is ready or running and the rest wait here in offset order.
+// Its memory follows the jobs waiting: the consumed front is compacted away
+// and a grown backing array is given up once mostly empty.
 type keyState struct {
-	waiting []job
+	waiting []job // waiting[head:] are the jobs in offset order
 	head    int
+}
+
+// keyStateKeep is the backing array a key state keeps when it empties or
+// returns to the free list; a burst beyond it is given back.
+const keyStateKeep = 64
+
+func (ks *keyState) len() int { return len(ks.waiting) - ks.head }
+
+func (ks *keyState) push(j job) { ks.waiting = append(ks.waiting, j) }
+
+// pop takes the oldest waiting job, if any.
+func (ks *keyState) pop() (job, bool) {
+	if ks.len() == 0 {
+		return job{}, false
+	}
+	j := ks.waiting[ks.head]
+	ks.waiting[ks.head] = job{}
+	ks.head++
+	ks.compact()
+	return j, true
+}
+
+// compact moves the waiting jobs to the front once the consumed part is at
+// least half the array (amortised O(1) a job), and shrinks an array that is
+// mostly empty.
+func (ks *keyState) compact() {
+	n := ks.len()
+	switch {
+	case n == 0:
+		clear(ks.waiting)
+		ks.waiting, ks.head = ks.waiting[:0], 0
+		if cap(ks.waiting) > keyStateKeep {
+			ks.waiting = nil
+		}
+	case ks.head >= keyStateKeep/2 && ks.head >= n:
+		if c := cap(ks.waiting); c > keyStateKeep && n < c/4 {
+			ks.waiting = append(make([]job, 0, max(keyStateKeep, 2*n)), ks.waiting[ks.head:]...)
+		} else {
+			copy(ks.waiting, ks.waiting[ks.head:])
+			clear(ks.waiting[n:])
+			ks.waiting = ks.waiting[:n]
+		}
+		ks.head = 0
+	}
 }
 
 // queue is a route's bounded buffer. depth counts every accepted job not yet
@@ -42,7 +89,7 @@ type queue struct {
 
 func newQueue(capacity int) *queue {
 	q := &queue{
-		ready:    newRing(capacity),
+		ready:    newRing(),
 		keys:     make(map[uint64]*keyState),
 		capacity: capacity,
 		low:      capacity / 2,
@@ -69,7 +116,7 @@ func (q *queue) pushLocked(j job) bool {
 	q.depthNow.Store(int64(q.depth))
 	if j.keyed {
 		if ks := q.keys[j.key]; ks != nil {
-			ks.waiting = append(ks.waiting, j)
+			ks.push(j)
 			return false
 		}
 		q.keys[j.key] = q.newKeyState()
@@ -94,33 +141,43 @@ func (q *queue) newKeyState() *keyState {
 	return &keyState{}
 }
 
+// taken is what take hands a worker.
+type taken struct {
+	job
+	// resume: the queue just left congestion (paused partitions may flow).
+	resume bool
+	// low: the queue just drained to its low-water mark (a poll may find
+	// room again).
+	low bool
+	// waited: take had to block, so the worker's last clock reading is old.
+	waited bool
+}
+
 // take blocks until a job is ready and returns it, counting it running on
-// its partition before the lock is released (so revoke sees it). It
-// returns false once the queue is closed and fully drained. resume reports
-// that the queue just left congestion, low that it just drained to its
-// low-water mark, waited that take had to block.
-func (q *queue) take() (j job, resume, low, waited, ok bool) {
+// its partition before the lock is released (so revoke sees it). ok is
+// false once the queue is closed and fully drained.
+func (q *queue) take() (t taken, ok bool) {
 	q.mu.Lock()
 	for q.ready.len() == 0 {
 		if q.closed && q.depth == 0 {
 			q.mu.Unlock()
-			return job{}, false, false, waited, false
+			return t, false
 		}
-		waited = true
+		t.waited = true
 		q.cond.Wait()
 	}
-	j = q.ready.pop()
+	t.job = q.ready.pop()
 	q.depth--
 	q.depthNow.Store(int64(q.depth))
-	low = q.depth == q.low
-	j.p.running.Add(1)
+	t.low = q.depth == q.low
+	t.p.running.Add(1)
 	q.busy.Add(1)
-	resume = q.depth <= q.low && q.congested.Load()
-	if resume {
+	t.resume = q.depth <= q.low && q.congested.Load()
+	if t.resume {
 		q.congested.Store(false)
 	}
 	q.mu.Unlock()
-	return j, resume, low, waited, true
+	return t, true
 }
 
 // finish releases j's key, making the next job of the same key ready.
@@ -141,18 +198,15 @@ func (q *queue) releaseKeyLocked(key uint64) {
 	if ks == nil {
 		return
 	}
-	if ks.head < len(ks.waiting) {
-		next := ks.waiting[ks.head]
-		ks.waiting[ks.head] = job{}
-		ks.head++
+	if next, ok := ks.pop(); ok {
 		q.ready.push(next)
 		q.cond.Signal()
 		return
 	}
 	delete(q.keys, key)
-	ks.waiting = ks.waiting[:0]
-	ks.head = 0
-	q.free = append(q.free, ks)
+	if len(q.free) < keyStateKeep {
+		q.free = append(q.free, ks)
+	}
 	if q.closed && q.depth == 0 {
 		q.cond.Broadcast()
 	}
@@ -165,7 +219,7 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 	defer q.mu.Unlock()
 	// Parked jobs first: a key whose ready job is purged passes its turn on.
 	for _, ks := range q.keys {
-		kept := ks.waiting[:ks.head]
+		kept := ks.waiting[:0]
 		for _, j := range ks.waiting[ks.head:] {
 			if j.p == p {
 				dropped++
@@ -174,7 +228,8 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 			kept = append(kept, j)
 		}
 		clear(ks.waiting[len(kept):])
-		ks.waiting = kept
+		ks.waiting, ks.head = kept, 0
+		ks.compact()
 	}
 	var owners []uint64
 	n := q.ready.len()
@@ -220,19 +275,24 @@ func (q *queue) stats() (depth int) {
 	return depth
 }
 
-// ring is a fixed-capacity FIFO of jobs.
+// ring is a FIFO of jobs whose backing array grows with its contents (up
+// to the queue's capacity, which the depth accounting enforces) and shrinks
+// when mostly empty, so an idle route costs next to nothing.
 type ring struct {
 	buf        []job
 	head, size int
 }
 
-func newRing(n int) ring { return ring{buf: make([]job, n)} }
+// ringMin is the smallest backing array a ring keeps.
+const ringMin = 16
+
+func newRing() ring { return ring{} }
 
 func (r *ring) len() int { return r.size }
 
 func (r *ring) push(j job) {
 	if r.size == len(r.buf) {
-		panic("fanout: ring overflow") // depth accounting guarantees room
+		r.resize(max(ringMin, 2*len(r.buf)))
 	}
 	r.buf[(r.head+r.size)%len(r.buf)] = j
 	r.size++
@@ -243,5 +303,16 @@ func (r *ring) pop() job {
 	r.buf[r.head] = job{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.size--
+	if len(r.buf) > ringMin && r.size < len(r.buf)/4 {
+		r.resize(len(r.buf) / 2)
+	}
 	return j
+}
+
+func (r *ring) resize(n int) {
+	buf := make([]job, n)
+	for i := range r.size {
+		buf[i] = r.buf[(r.head+i)%len(r.buf)]
+	}
+	r.buf, r.head = buf, 0
 }

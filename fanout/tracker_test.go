@@ -8,23 +8,34 @@ import (
 // newBareReceiver builds a receiver with nroutes routes and no workers, so a
 // test can drive acknowledgements by hand.
 func newBareReceiver(nroutes, maxInflight int) *Receiver {
-	r := &Receiver{topic: "t", maxInflight: maxInflight, lowInflight: maxInflight / 2, obs: nopObserver{}, parts: map[int32]*partition{}}
+	r := &Receiver{e: &Engine{room: make(chan struct{}, 1)}, topic: "t", maxInflight: maxInflight, lowInflight: maxInflight / 2,
+		maxBytes: DefaultMaxBytes, lowBytes: DefaultMaxBytes / 2, obs: nopObserver{}, parts: map[int32]*partition{}}
 	for i := range nroutes {
 		r.routes = append(r.routes, &routeRunner{r: r, idx: i, bit: 1 << uint(i), q: newQueue(16)})
 	}
 	return r
 }
 
-// fill puts records with the given offsets into p's window, all routes
-// pending, as Offer would.
-func fill(p *partition, nroutes int, offsets []int64) {
+// filled is a record fill put in a window.
+type filled struct {
+	s   *slot
+	seq uint64
+}
+
+// fill puts records with the given offsets (and a value each) into p's
+// window, all routes pending, charging the budget as Offer would.
+func fill(p *partition, nroutes int, offsets []int64) []filled {
 	mask := uint64(1)<<uint(nroutes) - 1
+	out := make([]filled, 0, len(offsets))
 	for _, off := range offsets {
-		s := p.slot(p.tail)
-		s.msg = Message{Offset: off}
+		s, seq := p.win.push()
+		s.msg = Message{Offset: off, Value: []byte("value")}
+		s.size = dataSize(&s.msg)
+		p.r.charge(s.size + slotCost)
 		s.pending.Store(mask)
-		p.tail++
+		out = append(out, filled{s, seq})
 	}
+	return out
 }
 
 // FuzzAckTracker acknowledges (record, route) pairs in a random order and
@@ -48,7 +59,7 @@ func FuzzAckTracker(f *testing.F) {
 			offsets[i] = next
 			next += 1 + int64(rng.IntN(3)) // gaps
 		}
-		fill(p, nr, offsets)
+		recs := fill(p, nr, offsets)
 		type pair struct{ rec, route int }
 		pairs := make([]pair, 0, n*nr)
 		for i := range n {
@@ -63,8 +74,12 @@ func FuzzAckTracker(f *testing.F) {
 		}
 		last := int64(-1)
 		for _, pr := range pairs {
-			p.ack(uint64(pr.rec), 1<<uint(pr.route))
+			rec := recs[pr.rec]
+			p.ack(rec.s, rec.seq, 1<<uint(pr.route))
 			left[pr.rec]--
+			if left[pr.rec] == 0 && rec.seq >= p.win.head && rec.s.msg.Value != nil {
+				t.Fatalf("record %d complete but its value is still held", pr.rec)
+			}
 			// The first incomplete record bounds what may be committed.
 			firstIncomplete := n
 			for i, l := range left {
@@ -89,8 +104,11 @@ func FuzzAckTracker(f *testing.F) {
 		if want := offsets[n-1] + 1; last != want {
 			t.Fatalf("all complete: committable %d, want %d", last, want)
 		}
-		if p.head != p.tail {
-			t.Fatalf("window not empty: head %d tail %d", p.head, p.tail)
+		if p.win.len() != 0 || len(p.win.chunks) != 0 {
+			t.Fatalf("window not empty: %d records, %d chunks", p.win.len(), len(p.win.chunks))
+		}
+		if b := r.bytes.Load(); b != 0 {
+			t.Fatalf("all complete but %d bytes still charged", b)
 		}
 	})
 }
@@ -107,9 +125,9 @@ func TestTracker_windowWrapsAround(t *testing.T) {
 	defer p.cancel()
 	for round := range 10 {
 		base := int64(round * 4)
-		fill(p, 1, []int64{base, base + 1, base + 2, base + 3})
-		for _, i := range []uint64{3, 1, 2, 0} {
-			p.ack(uint64(round*4)+i, 1)
+		recs := fill(p, 1, []int64{base, base + 1, base + 2, base + 3})
+		for _, i := range []int{3, 1, 2, 0} {
+			p.ack(recs[i].s, recs[i].seq, 1)
 		}
 		if got := committed2(p); got != base+4 {
 			t.Fatalf("round %d: committable %d, want %d", round, got, base+4)

@@ -49,27 +49,27 @@ func (rr *routeRunner) work() {
 	// of its previous delivery as the start of the next.
 	now := clock.Now()
 	for {
-		j, resume, low, waited, ok := rr.q.take()
+		t, ok := rr.q.take()
 		if !ok {
 			return
 		}
-		if resume {
+		if t.resume {
 			rr.r.kickResume()
 		}
-		if low {
+		if t.low {
 			rr.r.e.signalRoom()
 		}
-		if waited {
+		if t.waited {
 			now = clock.Now()
 		}
-		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-j.enq)))
+		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-t.enq)))
 		var acked bool
-		acked, now = rr.deliver(j, b, now)
+		acked, now = rr.deliver(t.job, b, now)
 		if acked {
-			j.p.ack(j.seq, rr.bit)
+			t.p.ack(t.s, t.seq, rr.bit)
 		}
-		rr.q.finish(j)
-		j.p.doneRunning()
+		rr.q.finish(t.job)
+		t.p.doneRunning()
 	}
 }
 
@@ -79,7 +79,7 @@ func (rr *routeRunner) work() {
 // start is the current time; deliver returns the time it finished.
 func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.Time) (bool, time.Time) {
 	p := j.p
-	m := p.slot(j.seq).msg // a copy: the route may not see later reuse
+	m := j.s.msg // a copy: the slot's data is released once every route acknowledged
 	ctx := p.ctx
 	clock := rr.r.e.clock
 	for attempt := 1; ; attempt++ {
