@@ -189,4 +189,3 @@ func TestConsumer_crashLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
