@@ -61,6 +61,7 @@ var knownMetrics = []string{
 	"fanout_route_workers_busy",
 	"fanout_route_queue_wait_seconds",
 	"fanout_partition_high_watermark",
+	"fanout_route_dead_letter_failures_total",
 }
 
 // tool returns the path of the first of names found on PATH. A missing tool

@@ -83,6 +83,7 @@ type Metrics struct {
 	duration   *prometheus.HistogramVec // topic, route
 	queueWait  *prometheus.HistogramVec // topic, route
 	pauses     *prometheus.CounterVec   // topic, route (the cause)
+	dlqFailed  *prometheus.CounterVec   // topic, route
 	events     []prometheus.Collector   // the above, for Describe and Collect
 	snapshot   atomic.Pointer[func() consumer.Snapshot]
 	now        func() time.Time // the scrape clock; tests replace it before collecting
@@ -150,7 +151,11 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, topicRoute),
 		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fanout_partition_pauses_total",
-			Help: "Partition pauses, by the congested route that caused them (inflight_window when the partition's in-flight window was full).",
+			Help: "Partition pauses, by the congested route that caused them (inflight_window when the partition's in-flight window or the receiver's byte budget was full).",
+		}, topicRoute),
+		dlqFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fanout_route_dead_letter_failures_total",
+			Help: "Records whose dead-letter publish failed permanently (topic missing or unauthorized, record too large even without its value); the route keeps retrying them.",
 		}, topicRoute),
 		now: time.Now,
 		state: stateDescs{
@@ -184,7 +189,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 	}
 	m.events = []prometheus.Collector{
 		m.consumed, m.commits, m.rebalances, m.ready, m.buildInfo,
-		m.deliveries, m.duration, m.queueWait, m.pauses,
+		m.deliveries, m.duration, m.queueWait, m.pauses, m.dlqFailed,
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	if err := reg.Register(m); err != nil {
@@ -297,11 +302,12 @@ func boolValue(b bool) float64 {
 // at 0.
 func (m *Metrics) Route(topic, route string) fanout.RouteObserver {
 	ro := &routeObserver{
-		topic:    topic,
-		route:    route,
-		m:        m,
-		duration: m.duration.WithLabelValues(topic, route),
-		wait:     m.queueWait.WithLabelValues(topic, route),
+		topic:     topic,
+		route:     route,
+		m:         m,
+		duration:  m.duration.WithLabelValues(topic, route),
+		wait:      m.queueWait.WithLabelValues(topic, route),
+		dlqFailed: m.dlqFailed.WithLabelValues(topic, route),
 	}
 	for i, o := range outcomes {
 		ro.outcomes[i] = m.deliveries.WithLabelValues(topic, route, string(o))
@@ -369,6 +375,7 @@ type routeObserver struct {
 	outcomes     [len(outcomes)]prometheus.Counter // in the order of outcomes
 	duration     prometheus.Observer
 	wait         prometheus.Observer
+	dlqFailed    prometheus.Counter
 }
 
 // Delivered implements fanout.RouteObserver. Filtered records are counted
@@ -393,3 +400,6 @@ func (ro *routeObserver) Delivered(o fanout.Outcome, d time.Duration) {
 func (ro *routeObserver) QueueWait(d time.Duration) {
 	ro.wait.Observe(d.Seconds())
 }
+
+// DeadLetterFailed implements fanout.RouteObserver.
+func (ro *routeObserver) DeadLetterFailed() { ro.dlqFailed.Inc() }

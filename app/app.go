@@ -169,7 +169,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { serveErr <- w.server.Serve(w.listener) }()
 	w.log.Info().Str("http_addr", w.Addr()).Strs("brokers", w.env.Brokers).Str("group", w.env.Group).Msg("fanout starting")
 
-	runErr := w.consumer.Run(ctx)
+	// Dead-letter topics must exist and every destination's record limit
+	// is read before the first record is produced.
+	checkCtx, cancelCheck := context.WithTimeout(ctx, 30*time.Second)
+	runErr := w.producers.Check(checkCtx)
+	cancelCheck()
+	switch {
+	case ctx.Err() != nil:
+		runErr = nil // a signal while starting is a clean stop
+		w.consumer.Abandon()
+	case runErr != nil:
+		runErr = fmt.Errorf("checking destination topics: %w", runErr)
+		w.consumer.Abandon()
+	default:
+		runErr = w.consumer.Run(ctx)
+	}
 	var startErr error
 	if runErr != nil && !isDrainErr(runErr) {
 		startErr = runErr

@@ -102,6 +102,7 @@ type nopRouteObserver struct{}
 
 func (nopRouteObserver) Delivered(fanout.Outcome, time.Duration) {}
 func (nopRouteObserver) QueueWait(time.Duration)                 {}
+func (nopRouteObserver) DeadLetterFailed()                       {}
 
 func produceFast(tb testing.TB, addrs []string, topic string, n int) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ProducerLinger(10*time.Millisecond), kgo.DefaultProduceTopic(topic))

@@ -197,6 +197,10 @@ func (c *Consumer) deadline() time.Time {
 	return time.Unix(0, c.stopAt.Load())
 }
 
+// Abandon releases the client and the engine without running: for a
+// caller that decides not to Run after all (a startup check failed).
+func (c *Consumer) Abandon() { c.closeNow() }
+
 // closeNow releases the client and engine without draining (startup
 // failures).
 func (c *Consumer) closeNow() {

@@ -20,9 +20,10 @@ import (
 // nothing would ever offer (the engine's partition is new and not paused,
 // so no room signal comes) while the held list grows with every fetch.
 func TestConsumer_assignClearsStaleHeldRecords(t *testing.T) {
-	c := newCluster(t, 1, "stale")
+	// The client never reaches the group, so only this test calls the
+	// callbacks.
 	s := newSink("r")
-	cons, err := build(testConfig(c.ListenAddrs(), "stale-g"), fanout.Options{}, fanout.ReceiverConfig{Topic: "stale", Routes: routesOf(s)})
+	cons, err := build(testConfig([]string{silentBroker(t)}, "stale-g"), fanout.Options{}, fanout.ReceiverConfig{Topic: "stale", Routes: routesOf(s)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,14 +296,14 @@ func (c *commitTimes) between(topic string, p int32, from, to time.Time) []int64
 	return out
 }
 
-// A signal before the group was ever reached is a clean stop: here the
-// broker accepts connections and never answers.
-func TestConsumer_cancelBeforeJoiningIsClean(t *testing.T) {
+// silentBroker accepts connections and never answers: a broker that is
+// slow to come up, and a consumer that never joins its group.
+func silentBroker(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	var conns sync.WaitGroup
 	go func() {
 		for {
@@ -314,7 +315,13 @@ func TestConsumer_cancelBeforeJoiningIsClean(t *testing.T) {
 			go func() { defer conns.Done(); _, _ = io.Copy(io.Discard, conn) }()
 		}
 	}()
-	cfg := testConfig([]string{l.Addr().String()}, "nobody")
+	t.Cleanup(func() { _ = l.Close(); conns.Wait() })
+	return l.Addr().String()
+}
+
+// A signal before the group was ever reached is a clean stop.
+func TestConsumer_cancelBeforeJoiningIsClean(t *testing.T) {
+	cfg := testConfig([]string{silentBroker(t)}, "nobody")
 	c, err := build(cfg, fanout.Options{}, fanout.ReceiverConfig{Topic: "t", Routes: routesOf(newSink("r"))})
 	if err != nil {
 		t.Fatal(err)
@@ -332,15 +339,14 @@ func TestConsumer_cancelBeforeJoiningIsClean(t *testing.T) {
 	case <-time.After(guard):
 		t.Fatal("Run did not return")
 	}
-	_ = l.Close()
-	conns.Wait()
 }
 
 // Readiness follows membership: a member that lost its partitions is not
 // ready until it has rejoined.
 func TestConsumer_notReadyWhileLost(t *testing.T) {
-	c := newCluster(t, 1, "ready")
-	cons, err := build(testConfig(c.ListenAddrs(), "ready-g"), fanout.Options{}, fanout.ReceiverConfig{Topic: "ready", Routes: routesOf(newSink("r"))})
+	// The client never reaches the group, so only this test calls the
+	// callbacks.
+	cons, err := build(testConfig([]string{silentBroker(t)}, "ready-g"), fanout.Options{}, fanout.ReceiverConfig{Topic: "ready", Routes: routesOf(newSink("r"))})
 	if err != nil {
 		t.Fatal(err)
 	}

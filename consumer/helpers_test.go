@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
@@ -215,24 +217,37 @@ func (r *running) stop(tb testing.TB) error {
 // groupOffsets reads the group's committed offsets from the broker.
 func groupOffsets(tb testing.TB, addrs []string, group string) map[string]map[int32]int64 {
 	tb.Helper()
+	out, err := fetchGroupOffsets(addrs, group)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// fetchGroupOffsets reads the group's committed offsets; a group that does
+// not exist yet has none. Wait predicates use it: they must not fail the
+// test for what is only "not yet".
+func fetchGroupOffsets(addrs []string, group string) (map[string]map[int32]int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	offs, err := adm.FetchOffsets(context.Background(), group)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	out := map[string]map[int32]int64{}
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	offs.Each(func(o kadm.OffsetResponse) {
 		if out[o.Topic] == nil {
 			out[o.Topic] = map[int32]int64{}
 		}
 		out[o.Topic][o.Partition] = o.At
 	})
-	return out
+	return out, nil
 }
 
 func endOffsets(tb testing.TB, addrs []string, topics ...string) map[string]map[int32]int64 {
@@ -262,7 +277,11 @@ func waitCommittedAtEnd(tb testing.TB, addrs []string, group string, topics ...s
 	tb.Helper()
 	wait(tb, guard, "commits reach the end offsets", func() bool {
 		ends := endOffsets(tb, addrs, topics...)
-		got := groupOffsets(tb, addrs, group)
+		got, err := fetchGroupOffsets(addrs, group)
+		if err != nil {
+			tb.Logf("fetch offsets: %v", err)
+			return false
+		}
 		for topic, parts := range ends {
 			for p, end := range parts {
 				if got[topic][p] != end {

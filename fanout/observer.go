@@ -34,6 +34,10 @@ type RouteObserver interface {
 	Delivered(o Outcome, d time.Duration)
 	// QueueWait reports how long a record waited for a worker.
 	QueueWait(d time.Duration)
+	// DeadLetterFailed reports a record whose dead-letter publish failed
+	// with a permanent error, once per record: the route keeps retrying it
+	// (nothing is dropped) and congests.
+	DeadLetterFailed()
 }
 
 type nopObserver struct{}
@@ -46,6 +50,7 @@ type nopRouteObserver struct{}
 
 func (nopRouteObserver) Delivered(Outcome, time.Duration) {}
 func (nopRouteObserver) QueueWait(time.Duration)          {}
+func (nopRouteObserver) DeadLetterFailed()                {}
 
 // Clock is the engine's source of time, replaceable in tests.
 type Clock interface {

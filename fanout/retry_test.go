@@ -78,6 +78,14 @@ func (r routeCounter) Delivered(out Outcome, _ time.Duration) {
 	r.o.mu.Unlock()
 }
 func (routeCounter) QueueWait(time.Duration) {}
+func (r routeCounter) DeadLetterFailed() {
+	r.o.mu.Lock()
+	if r.o.n == nil {
+		r.o.n = map[string]int{}
+	}
+	r.o.n[r.route+"/dead_letter_failed"]++
+	r.o.mu.Unlock()
+}
 
 func TestRetry_succeedsAfterFailures(t *testing.T) {
 	clock := &fakeClock{}
@@ -388,5 +396,34 @@ func TestStats_oldestPendingNamesTheRouteHoldingCommits(t *testing.T) {
 	}
 	if p := st.Partitions[0]; p.Inflight != 1 || p.OldestTimestamp.IsZero() || p.Committable != -1 {
 		t.Fatalf("partition stats %+v", p)
+	}
+}
+
+// A dead-letter publish that fails permanently is counted once for the
+// record, not once per retry, and the record is still not dropped: the
+// route retries it until the publish succeeds.
+func TestRetry_permanentDeadLetterFailureCountedOnceAndRetried(t *testing.T) {
+	clock := &fakeClock{}
+	obs := &outcomeCounter{}
+	var calls atomic.Int32
+	dlq := func(ctx context.Context, m Message, cause error, attempts int) error {
+		if calls.Add(1) <= 5 {
+			return Permanent(errors.New("TOPIC_AUTHORIZATION_FAILED"))
+		}
+		return nil
+	}
+	route := failing("r", 100, Permanent(errors.New("400")))
+	e := newEngine(t, Options{Clock: clock, Observer: obs}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{
+		{Route: route, Workers: 1, MaxAttempts: 1, DeadLetter: dlq},
+	}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	offerAll(t, r, msg("t", 0, 0, ""))
+	wait(t, guard, "dead-lettered after the publish recovered", func() bool { return committed(r, 0) == 1 })
+	if got := obs.get("r", "dead_letter_failed"); got != 1 {
+		t.Fatalf("permanent dead-letter failures counted %d times, want once for the record", got)
+	}
+	if calls.Load() != 6 {
+		t.Fatalf("dead-letter publish called %d times, want 6", calls.Load())
 	}
 }

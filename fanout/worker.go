@@ -121,10 +121,13 @@ func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.
 }
 
 // deadLetter publishes m to the route's dead-letter function, retrying with
-// backoff while that fails: nothing is dropped.
+// backoff while that fails: nothing is dropped. A record's first failure
+// is logged as an error, and a permanent one counted once; the retries
+// after it are logged at debug level only.
 func (rr *routeRunner) deadLetter(ctx context.Context, p *partition, m Message, cause error, attempts int, b *backoff.ExponentialBackOff) bool {
 	b.Reset()
-	for {
+	counted := false
+	for try := 1; ; try++ {
 		err := rr.safe(func() error { return rr.cfg.DeadLetter(ctx, m, cause, attempts) })
 		if err == nil {
 			rr.r.e.log.Warn().Err(cause).Str("topic", m.Topic).Int32("partition", m.Partition).
@@ -134,8 +137,19 @@ func (rr *routeRunner) deadLetter(ctx context.Context, p *partition, m Message, 
 		if ctx.Err() != nil {
 			return false
 		}
-		rr.r.e.log.Error().Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).
-			Int64("offset", m.Offset).Str("route", rr.name).Msg("dead-letter publish failed, retrying")
+		permanent := errors.Is(err, ErrPermanent)
+		firstPermanent := permanent && !counted
+		if firstPermanent {
+			counted = true
+			rr.obs.DeadLetterFailed()
+		}
+		ev := rr.r.e.log.Debug()
+		if try == 1 || firstPermanent {
+			ev = rr.r.e.log.Error()
+		}
+		ev.Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).Int64("offset", m.Offset).
+			Str("route", rr.name).Bool("permanent", permanent).Int("try", try).
+			Msg("dead-letter publish failed; the route holds the record and retries")
 		if !rr.wait(ctx, p, nextDelay(b, err)) {
 			return false
 		}

@@ -52,7 +52,7 @@ func Build(f *config.File, producers *Producers, logOut io.Writer) (*Built, erro
 				MaxBackoff:     rt.Retry.MaxBackoff,
 			}
 			if rt.DeadLetterTopic != "" {
-				cl, err := producers.Get(nil)
+				cl, err := producers.Get(nil, rt.DeadLetterTopic, path+".dead_letter_topic")
 				if err != nil {
 					_ = b.Close()
 					return nil, fmt.Errorf("%s.dead_letter_topic: %w", path, err)
@@ -88,7 +88,7 @@ func (b *Built) route(topic string, rt config.Route, producers *Producers, logOu
 		b.closers = append(b.closers, r)
 		return r, nil
 	case config.RouteKafka:
-		cl, err := producers.Get(rt.Kafka.Brokers)
+		cl, err := producers.Get(rt.Kafka.Brokers, rt.Kafka.Topic, "")
 		if err != nil {
 			return nil, err
 		}

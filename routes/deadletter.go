@@ -2,21 +2,24 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Dead-letter headers, added to the original record's headers.
 const (
-	DLQHeaderTopic     = "fanout-topic"
-	DLQHeaderPartition = "fanout-partition"
-	DLQHeaderOffset    = "fanout-offset"
-	DLQHeaderRoute     = "fanout-route"
-	DLQHeaderError     = "fanout-error"
-	DLQHeaderAttempts  = "fanout-attempts"
+	DLQHeaderTopic        = "fanout-topic"
+	DLQHeaderPartition    = "fanout-partition"
+	DLQHeaderOffset       = "fanout-offset"
+	DLQHeaderRoute        = "fanout-route"
+	DLQHeaderError        = "fanout-error"
+	DLQHeaderAttempts     = "fanout-attempts"
+	DLQHeaderValueOmitted = "fanout-value-omitted"
 )
 
 // maxDLQError bounds the error text carried in the fanout-error header.
@@ -25,7 +28,11 @@ const maxDLQError = 1024
 // DeadLetter returns a fanout.DeadLetterFunc that publishes a failed record
 // to topic through cl: the original key, value and headers, plus the
 // fanout-* headers naming where it came from, the route, the last error and
-// the number of attempts. It returns once the broker acknowledged.
+// the number of attempts. It returns once the broker acknowledged. A record
+// too large for the topic is published without its value, with
+// fanout-value-omitted giving the value's size: the original stays in the
+// receiver's topic at the offset the headers name. A publish that cannot
+// succeed by retrying is returned as a fanout.Permanent error.
 func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 	return func(ctx context.Context, m fanout.Message, cause error, attempts int) error {
 		msg := ""
@@ -35,7 +42,7 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 				msg = msg[:maxDLQError]
 			}
 		}
-		hs := kafkaHeaders(m.Headers, 6)
+		hs := kafkaHeaders(m.Headers, 7)
 		hs = append(hs,
 			kgo.RecordHeader{Key: DLQHeaderTopic, Value: []byte(m.Topic)},
 			kgo.RecordHeader{Key: DLQHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
@@ -45,8 +52,14 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 			kgo.RecordHeader{Key: DLQHeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
 		)
 		rec := &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Timestamp}
-		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			return fmt.Errorf("dead-letter %s for route %q: %w", topic, route, err)
+		err := cl.ProduceSync(ctx, rec).FirstErr()
+		if errors.Is(err, kerr.MessageTooLarge) && len(m.Value) > 0 {
+			rec = &kgo.Record{Topic: topic, Key: m.Key, Timestamp: m.Timestamp,
+				Headers: append(hs, kgo.RecordHeader{Key: DLQHeaderValueOmitted, Value: []byte(strconv.Itoa(len(m.Value)))})}
+			err = cl.ProduceSync(ctx, rec).FirstErr()
+		}
+		if err != nil {
+			return classifyProduce(fmt.Errorf("dead-letter %s for route %q: %w", topic, route, err))
 		}
 		return nil
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/receiver-fanout/fanout/routes/routetest"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -48,7 +51,7 @@ func consume(t *testing.T, addrs []string, topic string, n int) []*kgo.Record {
 
 func TestKafkaRoute_forwardsKeyValueHeaders(t *testing.T) {
 	p, addrs := newKafka(t, "audit")
-	cl, err := p.Get(nil)
+	cl, err := p.Get(nil, "audit", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +70,7 @@ func TestKafkaRoute_forwardsKeyValueHeaders(t *testing.T) {
 
 func TestKafkaRoute_contract(t *testing.T) {
 	p, _ := newKafka(t, "audit")
-	cl, err := p.Get(nil)
+	cl, err := p.Get(nil, "audit", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestKafkaRoute_contract(t *testing.T) {
 
 func TestKafkaRoute_missingTopicIsRetryable(t *testing.T) {
 	p, _ := newKafka(t, "audit")
-	cl, err := p.Get(nil)
+	cl, err := p.Get(nil, "no-such-topic", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +93,7 @@ func TestKafkaRoute_missingTopicIsRetryable(t *testing.T) {
 
 func TestDeadLetter_addsProvenanceHeaders(t *testing.T) {
 	p, addrs := newKafka(t, "orders.dlq")
-	cl, err := p.Get(nil)
+	cl, err := p.Get(nil, "orders.dlq", "dead_letter_topic")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +125,98 @@ func TestDeadLetter_addsProvenanceHeaders(t *testing.T) {
 
 func TestProducers_sharePerCluster(t *testing.T) {
 	p, addrs := newKafka(t, "a")
-	a, _ := p.Get(nil)
-	b, _ := p.Get(nil)
-	c, _ := p.Get(addrs)
-	d, _ := p.Get(addrs)
+	a, _ := p.Get(nil, "a", "")
+	b, _ := p.Get(nil, "b", "")
+	c, _ := p.Get(addrs, "a", "")
+	d, _ := p.Get(addrs, "b", "")
 	if a != b || c != d || a == c {
 		t.Fatal("producers not shared per cluster")
+	}
+}
+
+// createTopic creates topic with max.message.bytes set to maxBytes.
+func createTopic(t *testing.T, addrs []string, topic string, maxBytes int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	v := strconv.Itoa(maxBytes)
+	resp, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, map[string]*string{"max.message.bytes": &v}, topic)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v", topic, err, resp.Err)
+	}
+}
+
+// franz-go's own record limit (1,000,012 bytes) is below what a topic may
+// take; Check sizes the producer from the topic's max.message.bytes, so a
+// record the topic accepts is forwarded, and one it does not is a
+// permanent error (straight to the dead-letter topic).
+func TestKafkaRoute_recordsUpToTheTopicsLimit(t *testing.T) {
+	p, addrs := newKafka(t)
+	createTopic(t, addrs, "big", 3<<20)
+	cl, err := p.Get(nil, "big", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := NewKafka("big", "big", cl)
+	if err := r.Deliver(context.Background(), fanout.Message{Value: make([]byte, 2<<20)}); err != nil {
+		t.Fatalf("2 MiB record to a topic taking 3 MiB: %v", err)
+	}
+	err = r.Deliver(context.Background(), fanout.Message{Value: make([]byte, 4<<20)})
+	if !errors.Is(err, fanout.ErrPermanent) {
+		t.Fatalf("4 MiB record: %v, want a permanent error", err)
+	}
+}
+
+// A record too large for the dead-letter topic is dead-lettered without
+// its value, with its size in fanout-value-omitted, instead of blocking
+// the route for ever.
+func TestDeadLetter_tooLargeRecordLosesOnlyItsValue(t *testing.T) {
+	p, addrs := newKafka(t)
+	createTopic(t, addrs, "small.dlq", 4096)
+	cl, err := p.Get(nil, "small.dlq", "dead_letter_topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := fanout.Message{Topic: "orders", Partition: 1, Offset: 7, Key: []byte("k"), Value: make([]byte, 10000)}
+	if err := DeadLetter(cl, "small.dlq", "billing")(context.Background(), m, errors.New("413"), 1); err != nil {
+		t.Fatal(err)
+	}
+	got := consume(t, addrs, "small.dlq", 1)[0]
+	omitted := ""
+	for _, h := range got.Headers {
+		if h.Key == DLQHeaderValueOmitted {
+			omitted = string(h.Value)
+		}
+	}
+	if len(got.Value) != 0 || omitted != "10000" || string(got.Key) != "k" {
+		t.Fatalf("dead letter: key %q, %d value bytes, %s=%q", got.Key, len(got.Value), DLQHeaderValueOmitted, omitted)
+	}
+}
+
+// Check refuses a missing dead-letter topic, naming it and the field.
+func TestProducers_checkNamesMissingRequiredTopics(t *testing.T) {
+	p, _ := newKafka(t, "present")
+	if _, err := p.Get(nil, "present", "receivers[0].routes[0].dead_letter_topic"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(nil, "orders.dlq", "receivers[0].routes[1].dead_letter_topic"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(nil, "optional-destination", ""); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `receivers[0].routes[1].dead_letter_topic: topic "orders.dlq"`) ||
+		strings.Contains(err.Error(), "present") || strings.Contains(err.Error(), "optional") {
+		t.Fatalf("Check = %v", err)
 	}
 }

@@ -1,25 +1,43 @@
 package routes
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// defaultBatchMaxBytes is franz-go's own record batch limit, used for a
+// topic whose max.message.bytes is not known.
+const defaultBatchMaxBytes = 1_000_012
 
 // Producers hands out one shared producer client per cluster, for kafka
 // routes and dead-letter topics, and closes them all. Clients are
 // idempotent (franz-go's default) with acks=all, and give up on a record
 // after RecordTimeout so that the engine's retry and backoff take over.
+// Each client sizes its record limit per topic from the topic's
+// max.message.bytes, read by Check before the first record is produced.
 type Producers struct {
 	base          []kgo.Opt // connection options: brokers, TLS, SASL, logger
 	recordTimeout time.Duration
 
-	mu      sync.Mutex // protects clients
+	mu      sync.Mutex // protects clients and topics
 	clients map[string]*kgo.Client
+	topics  map[string]map[string]string // cluster → topic → field path (empty: optional)
+
+	// limitsMu protects limits. It is separate from mu because franz-go
+	// asks for a limit while Get builds a client under mu.
+	limitsMu sync.RWMutex
+	limits   map[string]map[string]int32 // cluster → topic → max.message.bytes
 }
 
 // NewProducers returns a set whose default cluster is reached with base
@@ -28,21 +46,34 @@ func NewProducers(base []kgo.Opt, recordTimeout time.Duration) *Producers {
 	if recordTimeout <= 0 {
 		recordTimeout = 30 * time.Second
 	}
-	return &Producers{base: base, recordTimeout: recordTimeout, clients: map[string]*kgo.Client{}}
+	return &Producers{base: base, recordTimeout: recordTimeout, clients: map[string]*kgo.Client{},
+		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}}
+}
+
+func clusterKey(brokers []string) string {
+	if len(brokers) == 0 {
+		return ""
+	}
+	b := slices.Clone(brokers)
+	slices.Sort(b)
+	return strings.Join(b, ",")
 }
 
 // Get returns the client for brokers, or for the default cluster when
-// brokers is empty. Another cluster shares the default's TLS and SASL
-// settings.
-func (p *Producers) Get(brokers []string) (*kgo.Client, error) {
-	key := ""
-	if len(brokers) > 0 {
-		b := slices.Clone(brokers)
-		slices.Sort(b)
-		key = strings.Join(b, ",")
-	}
+// brokers is empty, and registers topic as one it produces to. A topic
+// with a field path (say receivers[0].routes[1].dead_letter_topic) must
+// exist: Check fails naming it when it does not. Another cluster shares
+// the default's TLS and SASL settings.
+func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client, error) {
+	key := clusterKey(brokers)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.topics[key] == nil {
+		p.topics[key] = map[string]string{}
+	}
+	if prev, ok := p.topics[key][topic]; !ok || prev == "" {
+		p.topics[key][topic] = requiredBy
+	}
 	if cl := p.clients[key]; cl != nil {
 		return cl, nil
 	}
@@ -54,6 +85,7 @@ func (p *Producers) Get(brokers []string) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(p.recordTimeout),
 		kgo.ProducerLinger(time.Millisecond),
+		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 { return p.limit(key, topic) }),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -61,6 +93,68 @@ func (p *Producers) Get(brokers []string) (*kgo.Client, error) {
 	}
 	p.clients[key] = cl
 	return cl, nil
+}
+
+// limit is the record batch limit for topic on cluster key.
+func (p *Producers) limit(key, topic string) int32 {
+	p.limitsMu.RLock()
+	defer p.limitsMu.RUnlock()
+	if n, ok := p.limits[key][topic]; ok {
+		return n
+	}
+	return defaultBatchMaxBytes
+}
+
+// Check reads every registered topic's max.message.bytes, so that records
+// as large as the topic takes are produced (franz-go's own limit is
+// smaller than Kafka's default), and fails naming each required topic
+// that does not exist. Call it once before the first record is produced.
+func (p *Producers) Check(ctx context.Context) error {
+	p.mu.Lock()
+	type work struct {
+		key    string
+		cl     *kgo.Client
+		topics map[string]string
+	}
+	var todo []work
+	for key, topics := range p.topics {
+		todo = append(todo, work{key, p.clients[key], maps.Clone(topics)})
+	}
+	p.mu.Unlock()
+	sort.Slice(todo, func(i, j int) bool { return todo[i].key < todo[j].key })
+	var errs []error
+	for _, w := range todo {
+		names := make([]string, 0, len(w.topics))
+		for t := range w.topics {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		configs, err := kadm.NewClient(w.cl).DescribeTopicConfigs(ctx, names...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kafka: describe topics %v: %w", names, err))
+			continue
+		}
+		limits := map[string]int32{}
+		for _, rc := range configs {
+			if rc.Err != nil {
+				if path := w.topics[rc.Name]; path != "" {
+					errs = append(errs, fmt.Errorf("%s: topic %q: %w", path, rc.Name, rc.Err))
+				}
+				continue
+			}
+			for _, c := range rc.Configs {
+				if c.Key == "max.message.bytes" && c.Value != nil {
+					if n, err := strconv.ParseInt(*c.Value, 10, 32); err == nil && n >= 512 {
+						limits[rc.Name] = int32(n)
+					}
+				}
+			}
+		}
+		p.limitsMu.Lock()
+		p.limits[w.key] = limits
+		p.limitsMu.Unlock()
+	}
+	return errors.Join(errs...)
 }
 
 // Close flushes nothing (every produce is synchronous) and closes every
