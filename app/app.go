@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/receiver-fanout/fanout/routes"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/term"
 )
 
 // Options are the inputs of a worker.
@@ -196,13 +198,17 @@ func (w *Worker) closeRoutes() {
 
 // NewLogger builds the process logger from FANOUT_LOG_LEVEL and
 // FANOUT_LOG_FORMAT, writing to w (stderr: stdout belongs to log routes).
+// The console format colours its output only when w is a terminal and
+// NO_COLOR is not set (no-color.org), so files and pipes get plain text.
 func NewLogger(e config.Env, w io.Writer) zerolog.Logger {
 	level, err := zerolog.ParseLevel(e.LogLevel)
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
 	if e.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		f, isFile := w.(*os.File)
+		colour := isFile && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == ""
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colour}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
