@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,12 +72,13 @@ func New(o Options) (*Worker, error) {
 	ccfg := ConsumerConfig(o.Env)
 	ccfg.Logger = &w.log
 	ccfg.Observer = metrics
-	ccfg.ExtraOpts = o.KafkaOpts
+	// Each client exports franz-go's own metrics (kprom) on the registry.
+	ccfg.ExtraOpts = append(slices.Clip(o.KafkaOpts), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "consumer")))
 	base, err := ccfg.ClientOpts()
 	if err != nil {
 		return nil, err
 	}
-	w.producers = routes.NewProducers(append(base, o.KafkaOpts...), 30*time.Second)
+	w.producers = routes.NewProducers(append(append(base, o.KafkaOpts...), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "producer"))), 30*time.Second)
 	w.built, err = routes.Build(o.File, w.producers, o.LogOut)
 	if err != nil {
 		w.producers.Close()
