@@ -147,9 +147,9 @@ func (m model) View() string {
 		add(" ", m.goalMark(g.State), fmt.Sprintf(" %d %-38s ", i+1, g.Title), st.dim.Render(g.Detail))
 	}
 
+	add("")
 	for i := range f.Receivers {
 		r := &f.Receivers[i]
-		add("")
 		add(st.head.Render(fmt.Sprintf("%-8s", r.Topic)), " in ", st.bold.Render(perSec(r.IngestRate)), st.dim.Render(" of "+perSec(r.ProduceRate)),
 			fmt.Sprintf("  lag %d / %.1fs  ", r.LagRecords, r.LagSeconds), m.partitions(r))
 		if i == 0 {
