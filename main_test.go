@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/receiver-fanout/fanout/alerting"
+	"github.com/receiver-fanout/fanout/config"
 )
 
 // cleanEnv unsets every FANOUT_* variable for the test (restored after
@@ -153,5 +157,92 @@ func TestValidateReportsEverythingAtOnce(t *testing.T) {
 	code, _, errOut2 := runMain("run")
 	if code != 1 || !strings.Contains(errOut2, "fanout run: invalid configuration:") || !strings.Contains(errOut2, errOut) {
 		t.Errorf("run: exit %d, stderr:\n%s\nwant 1 and the same problems as validate", code, errOut2)
+	}
+}
+
+// markdownLink matches the target of a Markdown link: [text](target).
+var markdownLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestDocsPointInsideTheRepository: README.md and docs/*.md link only to
+// files of the repository that exist, and name no file outside it.
+func TestDocsPointInsideTheRepository(t *testing.T) {
+	docs, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range append([]string{"README.md"}, docs...) {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "DESIGN.md") || strings.Contains(string(b), "../shared") {
+			t.Errorf("%s names a file outside the repository (DESIGN.md or shared/)", doc)
+		}
+		for _, m := range markdownLink.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.HasPrefix(target, "#") || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			target, _, _ = strings.Cut(target, "#")
+			path := filepath.Join(filepath.Dir(doc), target)
+			if rel, err := filepath.Rel(".", path); err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s links outside the repository: %s", doc, m[1])
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s links to a missing file: %s", doc, m[1])
+			}
+		}
+	}
+}
+
+// TestContractCoversEverything: docs/contract.md names every setting,
+// every alert of alerting/rules.yml and every metric the rules and the
+// dashboard use, so the users' reference cannot fall behind the code.
+func TestContractCoversEverything(t *testing.T) {
+	b, err := os.ReadFile("docs/contract.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	contract := string(b)
+	var usage bytes.Buffer
+	if err := config.PrintEnvUsage(&usage); err != nil {
+		t.Fatal(err)
+	}
+	vars := regexp.MustCompile(`(?m)^(FANOUT_[A-Z_]+)`).FindAllString(usage.String(), -1)
+	if len(vars) < 20 {
+		t.Fatalf("only %d settings found in the usage: %v", len(vars), vars)
+	}
+	for _, v := range vars {
+		if !strings.Contains(contract, "`"+v+"`") {
+			t.Errorf("docs/contract.md does not document %s", v)
+		}
+	}
+	rules, err := os.ReadFile("alerting/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`- alert: (\w+)`).FindAllStringSubmatch(string(rules), -1) {
+		if !strings.Contains(contract, "["+m[1]+"](runbook.md#"+strings.ToLower(m[1])+")") {
+			t.Errorf("docs/contract.md does not list alert %s with its runbook link", m[1])
+		}
+	}
+	metrics, err := alerting.MetricNames("alerting/rules.yml", "alerting/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range metrics {
+		// kprom's metrics are listed by their names after fanout_kafka_.
+		if short, ok := strings.CutPrefix(name, "fanout_kafka_"); ok {
+			name = short
+		}
+		if !strings.Contains(contract, "`"+name+"`") {
+			t.Errorf("docs/contract.md does not document the metric %s", name)
+		}
+	}
+	for _, h := range []string{"webhook-id", "webhook-timestamp", "webhook-signature", "Idempotency-Key", "fanout-error", "fanout-value-omitted"} {
+		if !strings.Contains(contract, "`"+h+"`") {
+			t.Errorf("docs/contract.md does not document the header %s", h)
+		}
 	}
 }
