@@ -24,8 +24,8 @@ import (
 )
 
 // DefaultHTTPTimeout is the per-request timeout of an HTTP route whose
-// HTTPOptions.Timeout is zero.
-const DefaultHTTPTimeout = 10 * time.Second
+// HTTPOptions.Timeout is zero: the receivers file's default, which owns it.
+const DefaultHTTPTimeout = config.DefaultHTTPTimeout
 
 // MaxRetryAfter caps the wait a Retry-After response header can ask for. A
 // server asking for more (or a clock far off) still gets its retry after
