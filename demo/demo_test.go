@@ -21,19 +21,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // guard bounds every wait: generous, since the race detector on a busy
-// machine slows everything; the waits end as soon as their condition holds.
+// machine slows everything; the waits end as soon as what they wait for
+// happens.
 const guard = 2 * time.Minute
-
-func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; state:\n%s", guard, what, state())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // recorder keeps every sample of figures the demo takes.
 type recorder struct {
