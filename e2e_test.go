@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -33,6 +35,9 @@ func buildBinary(t *testing.T) string {
 	}
 	return bin
 }
+
+// e2eSecret is the billing route's signing secret (Standard Webhooks form).
+const e2eSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="
 
 type hit struct {
 	header http.Header
@@ -101,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 		"FANOUT_HTTP_ADDR="+httpAddr,
 		"FANOUT_COMMIT_INTERVAL=100ms",
 		"FANOUT_SHUTDOWN_TIMEOUT=10s",
-		"E2E_SECRET=s3cret",
+		"E2E_SECRET="+e2eSecret,
 	)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -126,6 +131,10 @@ func TestEndToEnd(t *testing.T) {
 		defer mu.Unlock()
 		return len(hits) == n-1 // all but the poison record
 	})
+	verifier, err := standardwebhooks.NewWebhook(e2eSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	for key, rec := range produced {
 		if string(rec.Value) == "poison" {
@@ -144,7 +153,7 @@ func TestEndToEnd(t *testing.T) {
 			"X-Fanout-Key":        string(rec.Key),
 			"X-Fanout-Header-Seq": string(rec.Headers[0].Value),
 			"Content-Type":        "application/octet-stream",
-			"X-Fanout-Signature":  signature("s3cret", rec.Value),
+			"Webhook-Id":          key,
 		}
 		for k, v := range want {
 			if got := h.header.Get(k); got != v {
@@ -153,6 +162,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if !bytes.Equal(h.body, rec.Value) {
 			t.Errorf("%s: body %q, want %q", key, h.body, rec.Value)
+		}
+		// The receiver's check, with the Standard Webhooks library.
+		if err := verifier.Verify(h.body, h.header); err != nil {
+			t.Errorf("%s: signature does not verify: %v", key, err)
 		}
 	}
 	mu.Unlock()

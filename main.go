@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,7 +35,8 @@ Commands:
   demo        run an in-process Kafka, generated events and routes, live
   version     print the version
 
-Run "fanout <command> --help" for a command's flags and settings.
+Run "fanout <command> --help" (or "fanout help <command>") for a
+command's flags and settings.
 `
 
 func main() {
@@ -51,6 +53,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "help":
+		if len(args) > 0 && args[0] != "help" {
+			return run([]string{args[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "run":
@@ -67,23 +72,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// newFlags returns a flag set whose --help prints text and the settings
-// table.
-func newFlags(name, text string, stderr io.Writer, env bool) *flag.FlagSet {
+// newFlags returns a flag set whose usage is text, its flags and, with
+// env, the settings table. Parse it with parseFlags.
+func newFlags(name, text string, env bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, text)
+		out := fs.Output()
+		fmt.Fprint(out, text)
 		if hasFlags(fs) {
-			fmt.Fprintln(stderr, "\nFlags:")
+			fmt.Fprintln(out, "\nFlags:")
 			fs.PrintDefaults()
 		}
 		if env {
-			fmt.Fprintln(stderr, "\nSettings (environment):")
-			_ = config.PrintEnvUsage(stderr)
+			fmt.Fprintln(out, "\nSettings (environment):")
+			_ = config.PrintEnvUsage(out)
 		}
 	}
 	return fs
+}
+
+// parseFlags parses args. Asked for help (-h, --help), it prints the usage
+// to stdout and returns 0, false; on a bad flag it prints the problem and
+// the usage to stderr and returns 2, false; otherwise it returns 0, true.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = stdout.Write(out.Bytes())
+		return 0, false
+	case err != nil:
+		_, _ = stderr.Write(out.Bytes())
+		return 2, false
+	}
+	fs.SetOutput(stderr)
+	return 0, true
 }
 
 func hasFlags(fs *flag.FlagSet) bool {
@@ -101,9 +125,9 @@ its routes. Serves /metrics, /healthz and /readyz on FANOUT_HTTP_ADDR.
 SIGTERM or SIGINT drains within FANOUT_SHUTDOWN_TIMEOUT, commits, leaves
 the group and exits 0; a second signal exits at once with status 1.
 Logs go to stderr; log routes write their JSON lines to stdout.
-`, stderr, true)
-	if err := fs.Parse(args); err != nil {
-		return exitCode(err)
+`, true)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fanout run: unexpected arguments %v\n", fs.Args())
@@ -162,9 +186,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 Loads the FANOUT_* environment and the receivers file at FANOUT_CONFIG,
 prints a summary and exits 0; on any problem prints every one of them
 (file, line, field path, what is wrong) and exits 1. Touches no broker.
-`, stderr, true)
-	if err := fs.Parse(args); err != nil {
-		return exitCode(err)
+`, true)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fanout validate: unexpected arguments %v\n", fs.Args())
+		return 2
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -176,11 +204,15 @@ prints a summary and exits 0; on any problem prints every one of them
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", demo.Usage, stderr, false)
+	fs := newFlags("demo", demo.Usage, false)
 	var o demo.Options
 	o.Bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitCode(err)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fanout demo: unexpected arguments %v\n", fs.Args())
+		return 2
 	}
 	ctx, stop := signalContext()
 	defer stop()
@@ -193,18 +225,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("version", "Usage: fanout version\n\nPrints the version.\n", stderr, false)
-	if err := fs.Parse(args); err != nil {
-		return exitCode(err)
+	fs := newFlags("version", "Usage: fanout version\n\nPrints the version.\n", false)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	fmt.Fprintln(stdout, "fanout", version)
 	return 0
-}
-
-// exitCode maps a flag parse error to an exit code: --help is success.
-func exitCode(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
 }

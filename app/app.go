@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,7 @@ import (
 	"github.com/receiver-fanout/fanout/routes"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/term"
 )
 
 // Options are the inputs of a worker.
@@ -69,12 +72,13 @@ func New(o Options) (*Worker, error) {
 	ccfg := ConsumerConfig(o.Env)
 	ccfg.Logger = &w.log
 	ccfg.Observer = metrics
-	ccfg.ExtraOpts = o.KafkaOpts
+	// Each client exports franz-go's own metrics (kprom) on the registry.
+	ccfg.ExtraOpts = append(slices.Clip(o.KafkaOpts), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "consumer")))
 	base, err := ccfg.ClientOpts()
 	if err != nil {
 		return nil, err
 	}
-	w.producers = routes.NewProducers(append(base, o.KafkaOpts...), 30*time.Second)
+	w.producers = routes.NewProducers(append(append(base, o.KafkaOpts...), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "producer"))), 30*time.Second)
 	w.built, err = routes.Build(o.File, w.producers, o.LogOut)
 	if err != nil {
 		w.producers.Close()
@@ -219,13 +223,17 @@ func (w *Worker) closeRoutes() {
 
 // NewLogger builds the process logger from FANOUT_LOG_LEVEL and
 // FANOUT_LOG_FORMAT, writing to w (stderr: stdout belongs to log routes).
+// The console format colours its output only when w is a terminal and
+// NO_COLOR is not set (no-color.org), so files and pipes get plain text.
 func NewLogger(e config.Env, w io.Writer) zerolog.Logger {
 	level, err := zerolog.ParseLevel(e.LogLevel)
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
 	if e.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		f, isFile := w.(*os.File)
+		colour := isFile && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == ""
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !colour}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }

@@ -95,22 +95,43 @@ func DefaultEnv() Env {
 
 // LoadEnv reads the FANOUT_* variables of the process environment, fills
 // in defaults, normalises them (see [Env.Normalize]) and validates them.
-// The error is a *ValidationError whose problems name the variables, or,
-// when a value cannot be parsed at all, that one variable.
+// The error is a *ValidationError naming every variable that is wrong,
+// those whose value cannot be parsed and those that break a rule, all at
+// once.
 func LoadEnv() (Env, error) {
-	var e Env
-	if err := envconfig.Process("", &e); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return Env{}, &ValidationError{Problems: []Problem{{Path: pe.KeyName, Msg: parseMsg(pe)}}}
-		}
-		return Env{}, fmt.Errorf("config: reading the environment: %w", err)
-	}
+	p := newProblems()
+	e := readEnv(p)
 	e.Normalize()
-	if err := e.Validate(); err != nil {
+	e.validate(p)
+	if err := p.err(""); err != nil {
 		return Env{}, err
 	}
 	return e, nil
+}
+
+// readEnv fills an Env from the environment with envconfig, one field at a
+// time so that every unparsable variable is reported, not only the first.
+// A field that fails keeps its zero value and is marked broken in p, so
+// that validation says nothing more about it.
+func readEnv(p *problems) Env {
+	var e Env
+	v := reflect.ValueOf(&e).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.Process("", one.Interface()); err != nil {
+			var pe *envconfig.ParseError
+			if errors.As(err, &pe) {
+				p.brokenLine(0, pe.KeyName, parseMsg(pe))
+			} else {
+				p.brokenLine(0, f.Tag.Get("envconfig"), err.Error())
+			}
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+	return e
 }
 
 func parseMsg(pe *envconfig.ParseError) string {
@@ -154,6 +175,11 @@ func (e *Env) Normalize() {
 // every variable that is wrong, or nil. It never quotes the password.
 func (e Env) Validate() error {
 	p := newProblems()
+	e.validate(p)
+	return p.err("")
+}
+
+func (e Env) validate(p *problems) {
 	if len(e.Brokers) == 0 {
 		p.addf("FANOUT_BROKERS", "at least one broker is required")
 	}
@@ -237,7 +263,6 @@ func (e Env) Validate() error {
 	default:
 		p.addf("FANOUT_SASL_MECHANISM", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", truncate(e.SASLMechanism, 40))
 	}
-	return p.err("")
 }
 
 // Summary describes e for people, one setting a line. The password shows

@@ -161,6 +161,33 @@ func TestLoadEnvReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// TestLoadEnvReportsEveryParseError: values that do not parse are
+// reported together, with the rules the parsable ones break, and a broken
+// value draws no second message.
+func TestLoadEnvReportsEveryParseError(t *testing.T) {
+	clearEnv(t, map[string]string{
+		"FANOUT_COMMIT_INTERVAL":   "banana",
+		"FANOUT_START_OFFSET":      "middle",
+		"FANOUT_FETCH_MAX_BYTES":   "lots",
+		"FANOUT_TLS_ENABLED":       "sure",
+		"FANOUT_REBALANCE_TIMEOUT": "soon",
+	})
+	_, err := LoadEnv()
+	if err == nil {
+		t.Fatal("LoadEnv succeeded")
+	}
+	want := []string{
+		`FANOUT_COMMIT_INTERVAL: must be a duration such as 500ms, 5s or 1m, got "banana"`,
+		`FANOUT_REBALANCE_TIMEOUT: must be a duration such as 500ms, 5s or 1m, got "soon"`,
+		`FANOUT_FETCH_MAX_BYTES: must be an integer, got "lots"`,
+		`FANOUT_TLS_ENABLED: must be true or false, got "sure"`,
+		`FANOUT_START_OFFSET: must be earliest or latest, got "middle"`,
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("LoadEnv error:\n%s\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
 func TestEnvNeverShowsThePassword(t *testing.T) {
 	const pw = "hunter2-password"
 	clearEnv(t, map[string]string{
@@ -214,6 +241,35 @@ func TestUnknownVars(t *testing.T) {
 	got := UnknownVars([]string{"FANOUT_BROKERS=x", "FANOUT_BROKER=x", "PATH=/bin", "FANOUT_GRUOP="})
 	if !reflect.DeepEqual(got, []string{"FANOUT_BROKER", "FANOUT_GRUOP"}) {
 		t.Errorf("UnknownVars = %q", got)
+	}
+}
+
+func TestLoadWithoutTheFileSaysHowToGetOne(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	clearEnv(t, nil)
+	_, err := Load()
+	want := "FANOUT_CONFIG: no receivers file at fanout.yaml (the default): set FANOUT_CONFIG to its path, or start from the commented example in the repository, fanout.example.yaml (cp fanout.example.yaml fanout.yaml)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load without fanout.yaml = %v\nwant %s", err, want)
+	}
+
+	missing := filepath.Join(dir, "etc", "fanout.yaml")
+	clearEnv(t, map[string]string{"FANOUT_CONFIG": missing, "FANOUT_START_OFFSET": "middle"})
+	_, err = Load()
+	for _, want := range []string{
+		"FANOUT_START_OFFSET: must be earliest or latest",
+		"FANOUT_CONFIG: no receivers file at " + missing + ": set FANOUT_CONFIG to its path",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load = %v\nwant it to say %q", err, want)
+		}
+	}
+
+	clearEnv(t, map[string]string{"FANOUT_CONFIG": dir})
+	_, err = Load()
+	if want := "FANOUT_CONFIG: cannot read the receivers file " + dir + ": "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Load of a directory = %v, want %q...", err, want)
 	}
 }
 

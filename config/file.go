@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/receiver-fanout/fanout/internal/redact"
 )
 
 // RouteType says where a route delivers.
@@ -110,15 +111,18 @@ type Retry struct {
 
 // HTTP configures an http route.
 type HTTP struct {
-	// URL (url) is an absolute http or https URL. It may hold credentials
-	// (user info, query), so print it with [RedactURL].
+	// URL (url) is an absolute http or https URL. Its user info, path and
+	// query may hold credentials (Slack, Discord, Teams and Zapier put them
+	// in the path), so it is only ever shown through redact.URL.
 	URL     string
 	Timeout time.Duration // timeout: per attempt, default 5s
 	// Headers (headers) are added to every request. Their values may be
 	// credentials and are never printed.
 	Headers map[string]string
-	// SigningSecret (signing_secret), when set, signs each body with
-	// HMAC-SHA256 in X-Fanout-Signature.
+	// SigningSecret (signing_secret), when set, signs every request the
+	// Standard Webhooks way (webhook-id, webhook-timestamp and
+	// webhook-signature headers). It is written whsec_<base64 of the key>;
+	// [SigningKey] reads it.
 	SigningSecret Secret
 	TLS           *TLS // tls: client TLS settings for https URLs
 }
@@ -184,8 +188,9 @@ func (f *File) Routes() int {
 
 // Summary describes the file for people, one line per receiver and per
 // route: topic and max_inflight; name, type, workers, buffer, ordering,
-// destination, retry and dead-letter topic. It contains no secret: URLs
-// lose their user info and query, header values are never shown.
+// destination, retry and dead-letter topic. It contains no secret: a URL
+// shows only its scheme and host (redact.URL), header values are never
+// shown.
 func (f *File) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s, %d %s\n", len(f.Receivers), plural(len(f.Receivers), "receiver"), f.Routes(), plural(f.Routes(), "route"))
@@ -218,7 +223,7 @@ func (f *File) Summary() string {
 func (rt *Route) destination() string {
 	switch {
 	case rt.Type == RouteHTTP && rt.HTTP != nil:
-		d := RedactURL(rt.HTTP.URL)
+		d := redact.URL(rt.HTTP.URL)
 		if rt.HTTP.Timeout > 0 {
 			d += fmt.Sprintf(" timeout=%s", rt.HTTP.Timeout)
 		}
@@ -235,27 +240,6 @@ func (rt *Route) destination() string {
 		return "stdout"
 	}
 	return ""
-}
-
-// RedactURL returns raw without user info, query and fragment, which may
-// carry credentials; a removed query shows as "?…". A URL that does not
-// parse becomes "<invalid URL>".
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	if u.Opaque != "" {
-		return u.Scheme + ":…"
-	}
-	hadQuery := u.RawQuery != "" || u.ForceQuery
-	u.User = nil
-	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
-	s := u.String()
-	if hadQuery {
-		s += "?…"
-	}
-	return s
 }
 
 func sortedKeys(m map[string]string) []string {

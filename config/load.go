@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/goccy/go-yaml/ast"
@@ -108,8 +110,26 @@ func Load() (*Config, error) {
 		}
 	}
 	f, fileErr := LoadFile(path, os.LookupEnv)
+	var ve *ValidationError
+	if fileErr != nil && !errors.As(fileErr, &ve) {
+		fileErr = fileProblem(path, os.Getenv("FANOUT_CONFIG") == "", fileErr)
+	}
 	if err := errors.Join(envErr, fileErr); err != nil {
 		return nil, err
 	}
 	return &Config{Env: env, File: f}, nil
+}
+
+// fileProblem turns a failure to read the receivers file into a problem of
+// FANOUT_CONFIG that says where the file was looked for and how to get one.
+func fileProblem(path string, isDefault bool, err error) error {
+	where := path
+	if isDefault {
+		where += " (the default)"
+	}
+	msg := fmt.Sprintf("cannot read the receivers file %s: %v", where, pathErrCause(err))
+	if errors.Is(err, fs.ErrNotExist) {
+		msg = fmt.Sprintf("no receivers file at %s: set FANOUT_CONFIG to its path, or start from the commented example in the repository, fanout.example.yaml (cp fanout.example.yaml fanout.yaml)", where)
+	}
+	return &ValidationError{Problems: []Problem{{Path: "FANOUT_CONFIG", Msg: msg}}}
 }

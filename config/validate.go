@@ -147,6 +147,10 @@ var reservedHeaders = map[string]bool{
 	"transfer-encoding": true,
 	"connection":        true,
 	"idempotency-key":   true,
+	// Standard Webhooks signing (signing_secret).
+	"webhook-id":        true,
+	"webhook-timestamp": true,
+	"webhook-signature": true,
 }
 
 func validateHTTP(h *HTTP, path string, p *problems) {
@@ -170,6 +174,16 @@ func validateHTTP(h *HTTP, path string, p *problems) {
 	}
 	if h.Timeout <= 0 {
 		p.addf(path+".timeout", "must be positive, got %s", h.Timeout)
+	}
+	if h.SigningSecret != "" {
+		if _, err := SigningKey(string(h.SigningSecret)); err != nil {
+			sp := path + ".signing_secret"
+			from := ""
+			if names := p.env[sp]; len(names) > 0 {
+				from = " (from ${" + strings.Join(names, "}${") + "}, value not shown)"
+			}
+			p.addf(sp, "%v%s", err, from)
+		}
 	}
 	canonical := make(map[string]string, len(h.Headers))
 	for _, k := range sortedKeys(h.Headers) {

@@ -55,10 +55,13 @@ and when orders/congested fills its queue only the orders partitions pause
 while payments keeps its rate. The view also lists which conditions of the
 shipped alert rules (alerting/rules.yml) hold at that moment.
 
-On a terminal the view is live (q or Ctrl-C quits); otherwise, or with
---plain, one status line a second goes to stdout. /metrics, /healthz and
-/readyz are served as by "fanout run", on --http-addr (when that port is
-busy, on a free port; the address is printed at start).
+On a terminal the view is live (q or Ctrl-C quits); it is laid out for
+80×24 and says so when the terminal is smaller. Otherwise, or with
+--plain, one status line a second goes to stdout, and the demo stops by
+itself a few seconds after orders has resumed and caught up (about 30s
+in all). --duration D stops either after D instead. /metrics, /healthz
+and /readyz are served as by "fanout run", on --http-addr (when that port
+is busy, on a free port; the address is printed at start).
 `
 
 // Defaults of the flags.
@@ -70,7 +73,9 @@ const (
 // Options are the demo's flags, plus knobs the tests use to compress the
 // timeline.
 type Options struct {
-	// Duration stops the demo after this long; 0 runs until ctx ends.
+	// Duration stops the demo after this long. 0: the live view runs until
+	// ctx ends or the user quits, the plain output until orders has
+	// recovered from the congestion.
 	Duration time.Duration
 	// Version is exported as fanout_build_info.
 	Version string
@@ -93,7 +98,7 @@ type Options struct {
 
 // Bind registers the flags on fs.
 func (o *Options) Bind(fs *flag.FlagSet) {
-	fs.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	fs.DurationVar(&o.Duration, "duration", 0, "stop after this long (0: the live view runs until q, the plain output until orders has recovered)")
 	fs.BoolVar(&o.Plain, "plain", false, "print one plain status line a second even on a terminal")
 	fs.StringVar(&o.HTTPAddr, "http-addr", defaultHTTPAddr, "listener for /metrics, /healthz and /readyz (a free port when busy)")
 	fs.IntVar(&o.Rate, "rate", defaultRate, "events a second generated for each receiver")

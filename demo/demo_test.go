@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"go.uber.org/goleak"
@@ -20,19 +21,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // guard bounds every wait: generous, since the race detector on a busy
-// machine slows everything; the waits end as soon as their condition holds.
+// machine slows everything; the waits end as soon as what they wait for
+// happens.
 const guard = 2 * time.Minute
-
-func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; state:\n%s", guard, what, state())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // recorder keeps every sample of figures the demo takes.
 type recorder struct {
@@ -128,11 +119,12 @@ func (s story) done() bool {
 	return s.everyRouteDelivered && s.paused && s.paymentsDuringPause > 0 && s.recovered
 }
 
-// TestCongestionPausesOnlyItsReceiver runs the demo with a compressed
-// timeline (congestion 1s after the join, for 4s) and checks what it
-// shows: records reach every route, orders pauses while its congested
-// route is stuck and recovers after, and payments keeps delivering
-// meanwhile.
+// TestCongestionPausesOnlyItsReceiver runs the plain demo without
+// --duration on a compressed timeline (congestion 1s after the join, for
+// 4s) and checks what it shows: records reach every route, orders pauses
+// while its congested route is stuck and recovers after, payments keeps
+// delivering meanwhile, and the demo stops by itself once orders has
+// recovered.
 func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	rec := &recorder{}
 	o := Options{
@@ -147,24 +139,25 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o, &stdout, &stderr) }()
 
-	waitFor(t, "every route to deliver, orders to pause and recover while payments flows", func() bool {
-		return readStory(rec.all()).done()
-	}, rec.describe)
-	// A couple more status lines after the recovery.
-	n := len(rec.all())
-	waitFor(t, "two more seconds of samples", func() bool { return len(rec.all()) >= n+20 }, rec.describe)
-	cancel()
+	// Without --duration the plain output stops by itself once orders has
+	// recovered.
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("Run: %v\nstderr:\n%s", err, stderr.String())
 		}
 	case <-time.After(guard):
-		t.Fatal("Run did not return after cancel")
+		t.Fatalf("Run did not stop by itself within %s; figures:\n%s", guard, rec.describe())
 	}
 
 	figs := rec.all()
 	s := readStory(figs)
+	if !s.done() {
+		t.Fatalf("Run stopped before the story was told: every route delivering, orders pausing and recovering while payments flows:\n%s", rec.describe())
+	}
+	if last := figs[len(figs)-1]; !recovered(last) || last.Elapsed-figs[s.recoveredAt].Elapsed < settle {
+		t.Errorf("Run stopped at t=%s, want %s after orders recovered at t=%s", last.Elapsed, settle, figs[s.recoveredAt].Elapsed)
+	}
 	from, to := figs[s.pauseFrom], figs[s.pauseTo]
 	t.Logf("orders paused t=%s–%s (congestion t=%s–%s); payments delivered %d meanwhile; orders flowing again at t=%s",
 		from.Elapsed.Round(time.Millisecond), to.Elapsed.Round(time.Millisecond),
@@ -218,6 +211,11 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	if l := lines[len(lines)-1]; !strings.HasPrefix(l, "fanout demo: stopping after") {
 		t.Errorf("last line %q, want the summary", l)
 	}
+	for _, want := range []string{"  stops 3s after orders has resumed and caught up", "fanout demo: orders resumed and caught up at t=", "[recovered]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the plain output lacks %q:\n%s", want, out)
+		}
+	}
 
 	// The live view renders the same figures (no terminal: no colours):
 	// the sample of the pause with the most orders partitions paused.
@@ -227,7 +225,7 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 			most = f
 		}
 	}
-	m := newModel(lipgloss.NewRenderer(io.Discard), []string{"intro"})
+	m := newModel(lipgloss.NewRenderer(io.Discard), "127.0.0.1:8080")
 	next, _ := m.Update(figuresMsg(most))
 	view := next.View()
 	paused := fmt.Sprintf("%d/%d paused", most.Receiver(topicOrders).Paused(), receiverParts)
@@ -235,6 +233,90 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 		if !strings.Contains(view, want) {
 			t.Errorf("view lacks %q:\n%s", want, view)
 		}
+	}
+}
+
+// busiestFigures is the fullest the live view gets: both receivers with
+// every route congested, large counts, long details and every alert.
+func busiestFigures() Figures {
+	parts := make([]PartitionFigures, receiverParts)
+	for i := range parts {
+		parts[i] = PartitionFigures{ID: int32(i), Paused: true}
+	}
+	route := func(name string) RouteFigures {
+		return RouteFigures{Name: name, Delivered: 123456789, Rate: 12345, P99: 2500 * time.Millisecond,
+			Retries: 9876543, DeadLetters: 98765, Depth: 200, Capacity: 200, Congested: true}
+	}
+	f := Figures{
+		Elapsed: 3599 * time.Second, Ready: true,
+		Phase: Phase{Joined: true, JoinedAt: time.Second, Start: 9 * time.Second, End: 19 * time.Second, Congested: true},
+		Receivers: []ReceiverFigures{
+			{Topic: topicOrders, ProduceRate: 12345, IngestRate: 12345, LagRecords: 123456789, LagSeconds: 12345.6, Partitions: parts,
+				Routes: []RouteFigures{route(routeFast), route(routeSlow), route(routeFlaky), route(routeCongested), route(routeAudit)}},
+			{Topic: topicPayments, ProduceRate: 12345, IngestRate: 12345, LagRecords: 123456789, LagSeconds: 12345.6, Partitions: parts,
+				Routes: []RouteFigures{route(routeFast), route(routeSlow), route(routeFlaky), route(routeAudit)}},
+		},
+	}
+	for i := range 3 {
+		f.Goals = append(f.Goals, Goal{Title: strings.Repeat("t", 38), Detail: strings.Repeat("detail ", 20), State: GoalState(i % 3)})
+	}
+	for _, name := range alertNames {
+		f.Alerts = append(f.Alerts, Alert{Name: name, Severity: "critical", Target: "payments/congested,0,1,2,3", Value: strings.Repeat("v", 40)})
+	}
+	return f
+}
+
+// TestLiveViewFits80x24: the live view of the busiest moment fits the
+// classic 80×24 terminal, which it also assumes before the terminal's size
+// is known; a smaller terminal gets a cut view that says what it needs.
+func TestLiveViewFits80x24(t *testing.T) {
+	f := busiestFigures()
+	for _, tc := range []struct {
+		name          string
+		width, height int
+		wantTooSmall  bool
+	}{
+		{"size unknown", 0, 0, false},
+		{"80x24", 80, 24, false},
+		{"120x40", 120, 40, false},
+		{"60x20", 60, 20, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mdl tea.Model = newModel(lipgloss.NewRenderer(io.Discard), "127.0.0.1:8080")
+			if tc.width > 0 {
+				mdl, _ = mdl.Update(tea.WindowSizeMsg{Width: tc.width, Height: tc.height})
+			}
+			mdl, _ = mdl.Update(figuresMsg(f))
+			view := mdl.View()
+			lines := strings.Split(view, "\n")
+			maxW, maxH := 80, 24
+			if tc.width > 0 {
+				maxW, maxH = tc.width, tc.height
+			}
+			if len(lines) > maxH {
+				t.Errorf("%d lines, want at most %d:\n%s", len(lines), maxH, view)
+			}
+			for i, l := range lines {
+				if w := lipgloss.Width(l); w > maxW {
+					t.Errorf("line %d is %d columns wide, want at most %d: %q", i+1, w, maxW, l)
+				}
+			}
+			if got := strings.Contains(view, "this view needs 80×24"); got != tc.wantTooSmall {
+				t.Errorf("says it needs 80×24: %v, want %v:\n%s", got, tc.wantTooSmall, view)
+			}
+			if tc.wantTooSmall {
+				return
+			}
+			for _, want := range []string{"GOALS", "ALERTS", "metrics 127.0.0.1:8080", "  audit ", "123456789", "CONGESTED", "4/4 paused", "payments", alertNames[0]} {
+				if !strings.Contains(view, want) {
+					t.Errorf("view lacks %q:\n%s", want, view)
+				}
+			}
+			// What does not fit of the alerts is counted, never cut silently.
+			if cut := strings.Contains(view, "… and "); cut != (maxH < 30) {
+				t.Errorf("alerts counted as cut: %v on %d rows:\n%s", cut, maxH, view)
+			}
+		})
 	}
 }
 

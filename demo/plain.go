@@ -9,16 +9,31 @@ import (
 	"time"
 )
 
+// Without --duration the plain output tells the whole story and stops:
+// settle after orders has recovered from the congestion, or giveUp after
+// the congestion ended if it never does.
+const (
+	settle = 3 * time.Second
+	giveUp = time.Minute
+)
+
 // runPlain prints a few lines about the setup, then one status line a
-// second until ctx ends or the worker stops.
+// second until ctx ends or the worker stops; without --duration, until
+// the receiver has resumed after the congestion (see recovered).
 func runPlain(ctx context.Context, d *running, out io.Writer) error {
+	auto := d.opts.Duration == 0
 	for _, line := range d.intro() {
 		fmt.Fprintln(out, line)
+	}
+	if auto {
+		fmt.Fprintf(out, "  stops %s after %s has resumed and caught up (about %s from now); --duration D runs for D instead\n",
+			short(settle), topicOrders, short(d.expectedLength()))
 	}
 	tick := time.NewTicker(d.opts.tick)
 	defer tick.Stop()
 	every := max(1, int(time.Second/d.opts.tick))
 	var last Figures
+	recoveredAt := time.Duration(-1)
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -31,8 +46,46 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 			if n%every == 0 {
 				fmt.Fprintln(out, statusLine(last))
 			}
+			if !auto {
+				continue
+			}
+			if recoveredAt < 0 && recovered(last) {
+				recoveredAt = last.Elapsed
+				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(recoveredAt))
+			}
+			switch {
+			case recoveredAt >= 0 && last.Elapsed-recoveredAt >= settle:
+				fmt.Fprintln(out, summary(last))
+				return nil
+			case recoveredAt < 0 && last.Phase.Over && last.Elapsed-last.Phase.End >= giveUp:
+				fmt.Fprintf(out, "fanout demo: %s had not caught up %s after the congestion ended\n", topicOrders, short(giveUp))
+				fmt.Fprintln(out, summary(last))
+				return nil
+			}
 		}
 	}
+}
+
+// recovered tells whether the congestion is over and orders flows again:
+// no partition of any receiver paused, records consumed, and the oldest
+// record waiting younger than two seconds.
+func recovered(f Figures) bool {
+	o := f.Receiver(topicOrders)
+	if !f.Phase.Over || o == nil || o.IngestRate <= 0 || o.LagSeconds >= 2 {
+		return false
+	}
+	for i := range f.Receivers {
+		if f.Receivers[i].Paused() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// expectedLength is roughly how long a plain run without --duration takes
+// from now: the timeline, a catch-up and the settling.
+func (d *running) expectedLength() time.Duration {
+	return d.opts.congestAfter + d.opts.congestFor + 5*time.Second + settle
 }
 
 // intro says what runs where, for both views.

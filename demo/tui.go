@@ -17,7 +17,7 @@ import (
 // runTUI shows the live view until ctx ends, the worker stops or the user
 // quits, then leaves a summary on the normal screen.
 func runTUI(ctx context.Context, d *running, out io.Writer) error {
-	m := newModel(lipgloss.NewRenderer(out), d.intro())
+	m := newModel(lipgloss.NewRenderer(out), d.worker.Addr())
 	opts := []tea.ProgramOption{tea.WithOutput(out), tea.WithAltScreen(), tea.WithoutSignalHandler()}
 	if !term.IsTerminal(int(os.Stdin.Fd())) {
 		// No keys to read; Ctrl-C arrives as SIGINT and cancels ctx.
@@ -64,24 +64,32 @@ func runTUI(ctx context.Context, d *running, out io.Writer) error {
 // figuresMsg carries a new sample to the model.
 type figuresMsg Figures
 
-// model is the live view.
+// model is the live view. It is laid out for a terminal of viewWidth ×
+// viewHeight; a larger one shows the same, a smaller one cuts the view and
+// says what it needs.
 type model struct {
-	st    styles
-	intro []string
-	f     Figures
-	have  bool
-	width int
+	st            styles
+	addr          string // where /metrics is served
+	f             Figures
+	have          bool
+	width, height int // of the terminal; 0 until known
 }
+
+// The size the live view is laid out for: the classic terminal.
+const (
+	viewWidth  = 80
+	viewHeight = 24
+)
 
 type styles struct {
 	title, head, dim, bold, ok, warn, bad, info lipgloss.Style
 	r                                           *lipgloss.Renderer
 }
 
-func newModel(r *lipgloss.Renderer, intro []string) model {
+func newModel(r *lipgloss.Renderer, addr string) model {
 	s := r.NewStyle
 	return model{
-		intro: intro,
+		addr: addr,
 		st: styles{
 			r:     r,
 			title: s().Bold(true).Foreground(lipgloss.Color("15")).Background(lipgloss.Color("4")).Padding(0, 1),
@@ -103,7 +111,7 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case figuresMsg:
 		m.f, m.have = Figures(msg), true
 	case tea.WindowSizeMsg:
-		m.width = msg.Width
+		m.width, m.height = msg.Width, msg.Height
 	case tea.KeyMsg:
 		switch msg.String() {
 		case "q", "Q", "esc", "ctrl+c":
@@ -113,10 +121,9 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-// Column widths of the route table.
+// Column widths of the route table; a row is at most 79 columns.
 const (
 	colRoute = 10
-	colDesc  = 30
 	barWidth = 10
 )
 
@@ -125,9 +132,9 @@ func (m model) View() string {
 	var lines []string
 	add := func(s ...string) { lines = append(lines, strings.Join(s, "")) }
 
-	add(st.title.Render("Receiver Fanout demo"), "  ", st.bold.Render("t="+secs(f.Elapsed)), "  ", st.dim.Render("q quits"))
-	for _, l := range m.intro {
-		add(st.dim.Render(l))
+	add(st.title.Render("Receiver Fanout demo"), "  ", st.bold.Render("t="+secs(f.Elapsed)), "  ", st.dim.Render("metrics "+m.addr+"  q quits"))
+	if m.width > 0 && m.height > 0 && (m.width < viewWidth || m.height < viewHeight) {
+		add(st.warn.Render(fmt.Sprintf("this view needs %d×%d, the terminal is %d×%d: enlarge it, or run with --plain", viewWidth, viewHeight, m.width, m.height)))
 	}
 	add(m.timeline())
 	if !m.have {
@@ -135,39 +142,47 @@ func (m model) View() string {
 		return m.fit(lines)
 	}
 
-	add("")
 	add(st.head.Render("GOALS"))
 	for i, g := range f.Goals {
 		add(" ", m.goalMark(g.State), fmt.Sprintf(" %d %-38s ", i+1, g.Title), st.dim.Render(g.Detail))
 	}
 
+	add("")
 	for i := range f.Receivers {
 		r := &f.Receivers[i]
-		add("")
-		add(st.head.Render(r.Topic), "  in ", st.bold.Render(perSec(r.IngestRate)), st.dim.Render(" of "+perSec(r.ProduceRate)+" produced"),
-			fmt.Sprintf("   lag %d records / %.1fs", r.LagRecords, r.LagSeconds),
-			"   partitions ", m.partitions(r))
-		add(st.dim.Render(fmt.Sprintf("  %-*s %-*s %10s %7s %7s  %-*s %8s %8s", colRoute, "route", colDesc, "does",
-			"delivered", "rate", "p99", barWidth+5, "queue", "retries", "dead ltr")))
+		add(st.head.Render(fmt.Sprintf("%-8s", r.Topic)), " in ", st.bold.Render(perSec(r.IngestRate)), st.dim.Render(" of "+perSec(r.ProduceRate)),
+			fmt.Sprintf("  lag %d / %.1fs  ", r.LagRecords, r.LagSeconds), m.partitions(r))
+		if i == 0 {
+			add(st.dim.Render(fmt.Sprintf("  %-*s %9s %7s %7s  %-*s %7s %5s", colRoute, "route",
+				"delivered", "rate", "p99", barWidth+5, "queue", "retries", "dlq")))
+		}
 		for j := range r.Routes {
 			rt := &r.Routes[j]
-			row := fmt.Sprintf("  %-*s %-*s %10d %7s %7s  ", colRoute, rt.Name, colDesc, clip(rt.Desc, colDesc),
-				rt.Delivered, perSec(rt.Rate), ms(rt.P99))
-			tail := fmt.Sprintf(" %8d %8d", rt.Retries, rt.DeadLetters)
+			row := fmt.Sprintf("  %-*s %9d %7s %7s  ", colRoute, clip(rt.Name, colRoute), rt.Delivered, perSec(rt.Rate), ms(rt.P99))
+			tail := fmt.Sprintf(" %7d %5d", rt.Retries, rt.DeadLetters)
 			flag := ""
 			if rt.Congested {
-				flag = "  " + st.bad.Render("CONGESTED")
+				flag = " " + st.bad.Render("CONGESTED")
 			}
 			add(row, m.bar(rt.Fill()), tail, flag)
 		}
 	}
 
-	add("")
-	add(st.head.Render("ALERTS"), st.dim.Render("  conditions of alerting/rules.yml that hold now · for: durations not applied · windows: rates 1m, p99 5s"))
+	add(st.head.Render("ALERTS"), st.dim.Render("  rules.yml conditions that hold now · for: durations not applied"))
 	if len(f.Alerts) == 0 {
 		add("  ", st.ok.Render("none"))
 	}
-	for _, a := range f.Alerts {
+	// The alerts get the rows left; the rest are counted.
+	rows := m.height
+	if rows <= 0 {
+		rows = viewHeight
+	}
+	room := max(1, rows-len(lines))
+	for i, a := range f.Alerts {
+		if i == room-1 && len(f.Alerts) > room {
+			add("  ", st.dim.Render(fmt.Sprintf("… and %d more", len(f.Alerts)-i)))
+			break
+		}
 		sev := st.info
 		switch a.Severity {
 		case "critical":
@@ -175,7 +190,7 @@ func (m model) View() string {
 		case "warning":
 			sev = st.warn
 		}
-		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-22s ", a.Name, a.Target), st.dim.Render(a.Value))
+		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-18s ", a.Name, clip(a.Target, 18)), st.dim.Render(a.Value))
 	}
 	return m.fit(lines)
 }
@@ -238,13 +253,17 @@ func (m model) bar(fill float64) string {
 	return style.Render(strings.Repeat("█", n)) + m.st.dim.Render(strings.Repeat("░", barWidth-n)) + fmt.Sprintf(" %3.0f%%", 100*fill)
 }
 
-// fit joins the lines, cut to the terminal's width.
+// fit joins the lines, each cut to the terminal's width (viewWidth until
+// it is known), and no more of them than its height.
 func (m model) fit(lines []string) string {
-	s := strings.Join(lines, "\n")
+	width, height := viewWidth, m.height
 	if m.width > 0 {
-		s = m.st.r.NewStyle().MaxWidth(m.width).Render(s)
+		width = m.width
 	}
-	return s
+	if height > 0 && len(lines) > height {
+		lines = append(lines[:height-1:height-1], m.st.dim.Render(fmt.Sprintf("… %d more lines", len(lines)-height+1)))
+	}
+	return m.st.r.NewStyle().MaxWidth(width).Render(strings.Join(lines, "\n"))
 }
 
 func clip(s string, n int) string {

@@ -34,12 +34,19 @@
 //	X-Fanout-Header-<Name>  one per record header, repeats kept in order
 //	X-Fanout-Base64-Headers comma-separated X-Fanout-Header-* names whose
 //	                        values are all standard base64
-//	X-Fanout-Signature      sha256=<lowercase hex HMAC-SHA256 of the body>,
-//	                        keyed by the signing secret, when one is set
 //
-// plus the static headers of HTTPOptions.Headers. The signature covers the
-// body only; receivers wanting replay protection should combine it with
-// Idempotency-Key.
+// plus the static headers of HTTPOptions.Headers. With a signing secret,
+// the request is signed as Standard Webhooks 1.0 specifies, so a receiver
+// verifies it with any of that specification's libraries:
+//
+//	Webhook-Id              the Idempotency-Key value
+//	Webhook-Timestamp       Unix seconds of this attempt
+//	Webhook-Signature       v1,<standard base64 of HMAC-SHA256 over
+//	                        "<webhook-id>.<webhook-timestamp>.<body>">, keyed
+//	                        by the secret's decoded bytes (whsec_<base64>)
+//
+// The timestamp is signed, so a captured request cannot be replayed past
+// the receiver's tolerance (the libraries' default is 5 minutes).
 //
 // Kafka header names are arbitrary strings but HTTP names are tokens. In
 // <Name>, every byte that is not an RFC 9110 token character, and '%'
@@ -54,14 +61,17 @@
 //
 // # HTTP responses
 //
-// 2xx acknowledges. 408, 425, 429 and 5xx, the per-request timeout and
-// transport errors (refused, reset, DNS, TLS) are retryable; a Retry-After
+// 2xx acknowledges. 401, 403, 408, 425, 429 and 5xx, the per-request
+// timeout and transport errors (refused, reset, DNS, TLS) are retryable
+// (401 and 403 say the route's credentials are wrong, not the record: the
+// route congests and alerts instead of dead-lettering everything); a Retry-After
 // header on a retryable response, as delta-seconds or an HTTP-date, becomes
 // fanout.RetryAfter, capped at MaxRetryAfter. Every other status is
 // fanout.Permanent: other 4xx, and also 1xx leftovers and 3xx, because
 // redirects are not followed (a POST turned into a GET by a 301/302 could
 // be acknowledged without delivering anything); configure the final URL.
-// Errors name the route, the method, the URL without userinfo or query, and
+// Errors name the route, the method, the URL's scheme and host only
+// (internal/redact: webhook URLs carry their credential in the path), and
 // the status; never a header value, the secret or the response body. The
 // response body is read up to 64 KiB and discarded, so connections are
 // reused. When the Deliver ctx ends, the error wraps ctx.Err(); the route's

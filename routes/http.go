@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,12 +18,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/receiver-fanout/fanout/config"
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/receiver-fanout/fanout/internal/redact"
 )
 
 // DefaultHTTPTimeout is the per-request timeout of an HTTP route whose
-// HTTPOptions.Timeout is zero.
-const DefaultHTTPTimeout = 10 * time.Second
+// HTTPOptions.Timeout is zero: the receivers file's default, which owns it.
+const DefaultHTTPTimeout = config.DefaultHTTPTimeout
 
 // MaxRetryAfter caps the wait a Retry-After response header can ask for. A
 // server asking for more (or a clock far off) still gets its retry after
@@ -46,10 +47,14 @@ const (
 	HeaderTimestamp      = "X-Fanout-Timestamp"
 	HeaderKey            = "X-Fanout-Key"
 	HeaderKeyEncoding    = "X-Fanout-Key-Encoding"
-	HeaderSignature      = "X-Fanout-Signature"
 	HeaderRecordPrefix   = "X-Fanout-Header-"
 	HeaderBase64Headers  = "X-Fanout-Base64-Headers"
 	HeaderIdempotencyKey = "Idempotency-Key"
+
+	// Standard Webhooks 1.0 signing, with HTTPOptions.SigningSecret.
+	HeaderWebhookID        = "Webhook-Id"
+	HeaderWebhookTimestamp = "Webhook-Timestamp"
+	HeaderWebhookSignature = "Webhook-Signature"
 )
 
 // HTTPOptions configures an HTTP route. The zero value of every optional
@@ -61,8 +66,9 @@ type HTTPOptions struct {
 	// Topic is the receiver's topic, used only in construction errors.
 	Topic string
 	// URL is the http or https endpoint records are POSTed to. Userinfo in
-	// the URL is sent as basic auth; neither it nor the query string ever
-	// appears in an error message.
+	// the URL is sent as basic auth. Errors show only its scheme and host
+	// (redact.URL): user info, query and path (where Slack, Discord, Teams
+	// and Zapier keep their secret) never appear in one.
 	URL string
 	// Timeout bounds one request, response headers and the bounded body
 	// drain included. Zero means DefaultHTTPTimeout.
@@ -74,8 +80,12 @@ type HTTPOptions struct {
 	// application/octet-stream as the default for records without a
 	// content-type header. Host sets the request's Host.
 	Headers map[string]string
-	// SigningSecret, when set, adds X-Fanout-Signature:
-	// sha256=<hex HMAC-SHA256 of the body keyed by the secret>.
+	// SigningSecret, when set, signs every request the Standard Webhooks
+	// 1.0 way: Webhook-Id (the Idempotency-Key value), Webhook-Timestamp
+	// (Unix seconds of the attempt) and Webhook-Signature: v1,<base64
+	// HMAC-SHA256 of "<id>.<timestamp>.<body>">. It is written
+	// whsec_<base64 of the key> (see config.SigningKey); the key is the
+	// decoded bytes.
 	SigningSecret string
 	// CAFile is a PEM bundle of roots trusted for the server, replacing the
 	// system roots. CertFile and KeyFile are a PEM client certificate and
@@ -107,6 +117,9 @@ var reservedHeaders = map[string]bool{
 	"Te":                true,
 	"Trailer":           true,
 	"Idempotency-Key":   true,
+	"Webhook-Id":        true,
+	"Webhook-Timestamp": true,
+	"Webhook-Signature": true,
 }
 
 // HTTPRoute POSTs each record to a URL; see the package documentation for
@@ -114,16 +127,17 @@ var reservedHeaders = map[string]bool{
 // concurrent use. It owns the connections of its client until Close.
 type HTTPRoute struct {
 	name        string
-	url         string // as configured; used for requests
-	safeURL     string // without userinfo, query and fragment; used in errors
+	url         string            // as configured; used for requests
+	safeURL     string            // redact.URL(url): scheme and host; used in errors
+	scrub       *strings.Replacer // removes url's hidden parts from error texts
 	timeout     time.Duration
 	static      http.Header
 	host        string
 	contentType string // default Content-Type
-	secret      []byte
+	key         []byte // signing key; nil: requests are not signed
 	client      *http.Client
 
-	now func() time.Time // for Retry-After dates; replaced in tests
+	now func() time.Time // for Retry-After dates and signatures; replaced in tests
 }
 
 var (
@@ -154,12 +168,8 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 	}
 	u, err := url.Parse(o.URL)
 	if err != nil {
-		// url.Error repeats the whole URL, query and password included.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fail("url: %v", err)
+		// Any detail of the parse error may quote the URL's secret parts.
+		return fail("url does not parse as a URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fail("url: scheme must be http or https, not %q", u.Scheme)
@@ -177,7 +187,8 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 	r := &HTTPRoute{
 		name:        o.Name,
 		url:         o.URL,
-		safeURL:     redactURL(u),
+		safeURL:     redact.URL(o.URL),
+		scrub:       redact.Replacer(o.URL),
 		timeout:     o.Timeout,
 		static:      make(http.Header, len(o.Headers)+1),
 		contentType: "application/octet-stream",
@@ -187,7 +198,9 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		r.timeout = DefaultHTTPTimeout
 	}
 	if o.SigningSecret != "" {
-		r.secret = []byte(o.SigningSecret)
+		if r.key, err = config.SigningKey(o.SigningSecret); err != nil {
+			return fail("signing_secret %v", err)
+		}
 	}
 	r.static.Set("User-Agent", "receiver-fanout")
 	for name, value := range o.Headers {
@@ -279,10 +292,10 @@ func (r *HTTPRoute) Close() error {
 }
 
 // Deliver POSTs m and classifies the outcome: nil for 2xx; a retryable
-// error for 408, 425, 429, 5xx, a timeout or a transport failure (wrapped in
-// fanout.RetryAfter when the response carries a usable Retry-After); a
-// fanout.Permanent error for any other status. When ctx itself ends, the
-// error wraps ctx.Err().
+// error for 401, 403, 408, 425, 429, 5xx, a timeout or a transport failure
+// (wrapped in fanout.RetryAfter when the response carries a usable
+// Retry-After); a fanout.Permanent error for any other status. When ctx
+// itself ends, the error wraps ctx.Err().
 func (r *HTTPRoute) Deliver(ctx context.Context, m fanout.Message) error {
 	if err := ctx.Err(); err != nil {
 		return r.wrap(err)
@@ -321,7 +334,11 @@ func (r *HTTPRoute) classify(resp *http.Response) error {
 	switch {
 	case code >= 200 && code <= 299:
 		return nil
-	case code == http.StatusRequestTimeout, code == http.StatusTooEarly,
+	// 401 and 403 say the route's credentials are wrong or expired, not the
+	// record: retrying congests the route and alerts, where a permanent
+	// error would dead-letter every record after one attempt.
+	case code == http.StatusUnauthorized, code == http.StatusForbidden,
+		code == http.StatusRequestTimeout, code == http.StatusTooEarly,
 		code == http.StatusTooManyRequests, code >= 500 && code <= 599:
 		err := r.wrap(&StatusError{StatusCode: code})
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), r.now()); ok && d > 0 {
@@ -333,10 +350,22 @@ func (r *HTTPRoute) classify(resp *http.Response) error {
 	}
 }
 
-// wrap prefixes err with the route, method and redacted URL.
+// wrap prefixes err with the route, method and redacted URL. The text of
+// err goes through the scrubber too, in case it quotes the URL (a server
+// echoing the request line in a malformed answer, say); errors.Is and As
+// still see err.
 func (r *HTTPRoute) wrap(err error) error {
-	return fmt.Errorf("http route %q: POST %s: %w", r.name, r.safeURL, err)
+	return &routeError{msg: fmt.Sprintf("http route %q: POST %s: %s", r.name, r.safeURL, r.scrub.Replace(err.Error())), err: err}
 }
+
+// routeError is an error of the route whose text was checked for secrets.
+type routeError struct {
+	msg string
+	err error
+}
+
+func (e *routeError) Error() string { return e.msg }
+func (e *routeError) Unwrap() error { return e.err }
 
 func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(m.Value))
@@ -367,12 +396,13 @@ func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Re
 	h.Set("Content-Type", ct)
 
 	topic, partition, offset := m.Topic, strconv.FormatInt(int64(m.Partition), 10), strconv.FormatInt(m.Offset, 10)
+	id := topic + "/" + partition + "/" + offset
 	h.Set(HeaderTopic, topic)
 	h.Set(HeaderPartition, partition)
 	h.Set(HeaderOffset, offset)
 	h.Set(HeaderRoute, r.name)
 	h.Set(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
-	h.Set(HeaderIdempotencyKey, topic+"/"+partition+"/"+offset)
+	h.Set(HeaderIdempotencyKey, id)
 	if !m.Timestamp.IsZero() {
 		h.Set(HeaderTimestamp, m.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
@@ -385,12 +415,28 @@ func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Re
 		}
 	}
 	setRecordHeaders(h, m.Headers)
-	if r.secret != nil {
-		mac := hmac.New(sha256.New, r.secret)
-		mac.Write(m.Value)
-		h.Set(HeaderSignature, "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	if r.key != nil {
+		ts := strconv.FormatInt(r.now().Unix(), 10)
+		h.Set(HeaderWebhookID, id)
+		h.Set(HeaderWebhookTimestamp, ts)
+		h.Set(HeaderWebhookSignature, "v1,"+sign(r.key, id, ts, m.Value))
 	}
 	return req, nil
+}
+
+// sign is the Standard Webhooks 1.0 signature: the standard base64 of
+// HMAC-SHA256(key, "<id>.<timestamp>.<body>"). It is written here rather
+// than taken from the specification's Go library, which formats the
+// signed content into a string (a copy of every body); the tests check it
+// against that library.
+func sign(key []byte, id, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // setRecordHeaders adds the record's headers as X-Fanout-Header-<Name>.
@@ -493,17 +539,6 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// redactURL drops userinfo, query and fragment.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery = ""
-	c.ForceQuery = false
-	c.Fragment = ""
-	c.RawFragment = ""
-	return c.String()
 }
 
 // isTokenChar reports whether c is an RFC 9110 tchar.

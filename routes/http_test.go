@@ -5,14 +5,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -25,15 +22,20 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/receiver-fanout/fanout/routes/routetest"
 )
+
+// testSecret is a Standard Webhooks signing secret: whsec_ and the base64
+// of 32 bytes.
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="
 
 // request is what a test server saw.
 type request struct {
@@ -101,19 +103,20 @@ var testTime = time.Date(2026, 1, 2, 15, 4, 5, 123456789, time.UTC)
 func TestHTTPContract(t *testing.T) {
 	routetest.Run(t, func(t *testing.T) fanout.Route {
 		srv := newServer(t, newRecorder(http.StatusOK))
-		return newHTTPRoute(t, HTTPOptions{URL: srv.URL, Workers: 4, SigningSecret: "s"})
+		return newHTTPRoute(t, HTTPOptions{URL: srv.URL, Workers: 4, SigningSecret: testSecret})
 	})
 }
 
 func TestHTTPWireFormat(t *testing.T) {
 	rec := newRecorder(http.StatusNoContent)
 	srv := newServer(t, rec)
-	const secret = "sig-secret"
 	r := newHTTPRoute(t, HTTPOptions{
 		URL:           srv.URL + "/hook",
 		Headers:       map[string]string{"authorization": "Bearer tok", "X-Tenant": "acme"},
-		SigningSecret: secret,
+		SigningSecret: testSecret,
 	})
+	now := time.Now()
+	r.now = func() time.Time { return now }
 	value := []byte{0x00, 0x01, 0xff, '\r', '\n', '{', '}'}
 	key := []byte{0x00, 0xff, 'k'}
 	m := fanout.Message{
@@ -141,8 +144,6 @@ func TestHTTPWireFormat(t *testing.T) {
 	if !bytes.Equal(got.body, value) || got.contentLength != int64(len(value)) {
 		t.Errorf("body = %q (Content-Length %d), want %q", got.body, got.contentLength, value)
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(value)
 	want := map[string]string{
 		"Content-Type":            "application/json",
 		"X-Fanout-Topic":          "orders",
@@ -154,7 +155,8 @@ func TestHTTPWireFormat(t *testing.T) {
 		"Idempotency-Key":         "orders/3/1099511627776",
 		"X-Fanout-Key":            base64.StdEncoding.EncodeToString(key),
 		"X-Fanout-Key-Encoding":   "base64",
-		"X-Fanout-Signature":      "sha256=" + hex.EncodeToString(mac.Sum(nil)),
+		"Webhook-Id":              "orders/3/1099511627776",
+		"Webhook-Timestamp":       fmt.Sprint(now.Unix()),
 		"X-Fanout-Base64-Headers": "X-Fanout-Header-Bin, X-Fanout-Header-Padded",
 		"Authorization":           "Bearer tok",
 		"X-Tenant":                "acme",
@@ -164,6 +166,20 @@ func TestHTTPWireFormat(t *testing.T) {
 		if g := got.header.Values(k); len(g) != 1 || g[0] != v {
 			t.Errorf("%s = %q, want [%q]", k, g, v)
 		}
+	}
+	if g := got.header.Values("X-Fanout-Signature"); g != nil {
+		t.Errorf("the retired X-Fanout-Signature is still sent: %q", g)
+	}
+	// A receiver checks the signature with the specification's library.
+	verifier, err := standardwebhooks.NewWebhook(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifier.Verify(got.body, got.header); err != nil {
+		t.Errorf("Standard Webhooks verification of the request: %v (webhook-signature %q)", err, got.header.Get("Webhook-Signature"))
+	}
+	if sig := got.header.Values("Webhook-Signature"); len(sig) != 1 || !strings.HasPrefix(sig[0], "v1,") {
+		t.Errorf("Webhook-Signature = %q, want one v1 signature", sig)
 	}
 
 	// Decode the record headers as a receiver following the package
@@ -285,17 +301,96 @@ func TestHTTPKeyAndDefaults(t *testing.T) {
 func TestHTTPEmptyValue(t *testing.T) {
 	rec := newRecorder(http.StatusOK)
 	srv := newServer(t, rec)
-	r := newHTTPRoute(t, HTTPOptions{URL: srv.URL, SigningSecret: "k"})
+	r := newHTTPRoute(t, HTTPOptions{URL: srv.URL, SigningSecret: testSecret})
 	if err := r.Deliver(context.Background(), fanout.Message{Topic: "t"}); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
 	got := rec.last(t)
-	mac := hmac.New(sha256.New, []byte("k"))
 	if len(got.body) != 0 || got.contentLength != 0 {
 		t.Errorf("body = %q, Content-Length %d; want empty, 0", got.body, got.contentLength)
 	}
-	if g, w := got.header.Get("X-Fanout-Signature"), "sha256="+hex.EncodeToString(mac.Sum(nil)); g != w {
-		t.Errorf("signature = %q, want %q", g, w)
+	verifier, err := standardwebhooks.NewWebhook(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifier.Verify(got.body, got.header); err != nil {
+		t.Errorf("Standard Webhooks verification of an empty body: %v", err)
+	}
+}
+
+// TestHTTPSignatureAsAReceiverChecksIt: what the route sends passes the
+// specification's own verifier; a request replayed past the verifier's
+// tolerance (5 minutes), a changed body or id, another key and an unsigned
+// request are all refused by it.
+func TestHTTPSignatureAsAReceiverChecksIt(t *testing.T) {
+	rec := newRecorder(http.StatusOK)
+	srv := newServer(t, rec)
+	r := newHTTPRoute(t, HTTPOptions{URL: srv.URL, SigningSecret: testSecret})
+	verifier, err := standardwebhooks.NewWebhook(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(r *HTTPRoute, sentAt time.Time, body string) request {
+		t.Helper()
+		r.now = func() time.Time { return sentAt }
+		if err := r.Deliver(context.Background(), fanout.Message{Topic: "orders", Partition: 1, Offset: 7, Value: []byte(body)}); err != nil {
+			t.Fatalf("Deliver: %v", err)
+		}
+		return rec.last(t)
+	}
+
+	fresh := send(r, time.Now(), `{"id":1}`)
+	if err := verifier.Verify(fresh.body, fresh.header); err != nil {
+		t.Fatalf("a fresh request is refused: %v", err)
+	}
+	if fresh.header.Get("Webhook-Id") != "orders/1/7" || fresh.header.Get("Webhook-Id") != fresh.header.Get("Idempotency-Key") {
+		t.Errorf("webhook-id %q, Idempotency-Key %q; want both orders/1/7", fresh.header.Get("Webhook-Id"), fresh.header.Get("Idempotency-Key"))
+	}
+
+	// Ten minutes is twice the library's tolerance: no clock luck needed.
+	replayed := send(r, time.Now().Add(-10*time.Minute), `{"id":1}`)
+	if err := verifier.Verify(replayed.body, replayed.header); !errors.Is(err, standardwebhooks.ErrMessageTooOld) {
+		t.Errorf("a request signed 10 minutes ago: Verify = %v, want ErrMessageTooOld", err)
+	}
+	if err := verifier.VerifyIgnoringTimestamp(replayed.body, replayed.header); err != nil {
+		t.Errorf("its signature itself should be valid (the refusal is the timestamp's): %v", err)
+	}
+	ahead := send(r, time.Now().Add(10*time.Minute), `{"id":1}`)
+	if err := verifier.Verify(ahead.body, ahead.header); !errors.Is(err, standardwebhooks.ErrMessageTooNew) {
+		t.Errorf("a request signed 10 minutes ahead: Verify = %v, want ErrMessageTooNew", err)
+	}
+
+	// A captured request with its timestamp moved to now is refused too:
+	// the timestamp is signed.
+	moved := fresh.header.Clone()
+	moved.Set("Webhook-Timestamp", fmt.Sprint(time.Now().Unix()+60))
+	if err := verifier.Verify(fresh.body, moved); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("a moved timestamp: Verify = %v, want ErrNoMatchingSignature", err)
+	}
+	otherID := fresh.header.Clone()
+	otherID.Set("Webhook-Id", "orders/1/8")
+	if err := verifier.Verify(fresh.body, otherID); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("another id: Verify = %v, want ErrNoMatchingSignature", err)
+	}
+	if err := verifier.Verify([]byte(`{"id":2}`), fresh.header); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("another body: Verify = %v, want ErrNoMatchingSignature", err)
+	}
+	other, err := standardwebhooks.NewWebhook("whsec_" + base64.StdEncoding.EncodeToString([]byte("another key of thirty-two bytes!")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Verify(fresh.body, fresh.header); !errors.Is(err, standardwebhooks.ErrNoMatchingSignature) {
+		t.Errorf("another key: Verify = %v, want ErrNoMatchingSignature", err)
+	}
+
+	unsigned := send(newHTTPRoute(t, HTTPOptions{URL: srv.URL}), time.Now(), `{"id":1}`)
+	for _, h := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+		if v := unsigned.header.Values(h); v != nil {
+			t.Errorf("without a signing secret the route sends %s: %q", h, v)
+		}
+	}
+	if err := verifier.Verify(unsigned.body, unsigned.header); !errors.Is(err, standardwebhooks.ErrRequiredHeaders) {
+		t.Errorf("an unsigned request: Verify = %v, want ErrRequiredHeaders", err)
 	}
 }
 
@@ -348,8 +443,8 @@ func TestHTTPStatusClassification(t *testing.T) {
 		{307, permanent, "307 Temporary Redirect (redirects are not followed)"},
 		{308, permanent, "308 Permanent Redirect (redirects are not followed)"},
 		{400, permanent, "400 Bad Request"},
-		{401, permanent, "401 Unauthorized"},
-		{403, permanent, "403 Forbidden"},
+		{401, retry, "401 Unauthorized"},
+		{403, retry, "403 Forbidden"},
 		{404, permanent, "404 Not Found"},
 		{409, permanent, "409 Conflict"},
 		{413, permanent, "413 Request Entity Too Large"},
@@ -366,7 +461,6 @@ func TestHTTPStatusClassification(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			r.url = srv.URL + "/status/" + fmt.Sprint(tc.code)
-			r.safeURL = r.url
 			err := r.Deliver(context.Background(), fanout.Message{Topic: "t", Value: []byte("v")})
 			switch tc.want {
 			case ok:
@@ -383,7 +477,7 @@ func TestHTTPStatusClassification(t *testing.T) {
 					t.Fatalf("Deliver = %v, want a permanent error", err)
 				}
 			}
-			wantMsg := fmt.Sprintf(`http route "billing": POST %s: %s`, r.url, tc.text)
+			wantMsg := fmt.Sprintf(`http route "billing": POST %s: %s`, srv.URL, tc.text)
 			if err.Error() != wantMsg {
 				t.Errorf("error = %q\n want %q", err, wantMsg)
 			}
@@ -413,6 +507,8 @@ func TestHTTPRetryAfter(t *testing.T) {
 	}{
 		{name: "seconds on 429", code: 429, retryAfter: "120", want: 120 * time.Second},
 		{name: "seconds on 503", code: 503, retryAfter: " 7 ", want: 7 * time.Second},
+		{name: "seconds on 401", code: 401, retryAfter: "30", want: 30 * time.Second},
+		{name: "seconds on 403", code: 403, retryAfter: "30", want: 30 * time.Second},
 		{name: "date on 503", code: 503, retryAfter: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
 		{name: "date on 408", code: 408, retryAfter: now.Add(time.Minute).Format(time.RFC850), want: time.Minute},
 		{name: "past date", code: 503, retryAfter: now.Add(-time.Hour).Format(http.TimeFormat)},
@@ -545,7 +641,7 @@ func TestHTTPConnectionRefusedIsRetryable(t *testing.T) {
 	if err == nil || errors.Is(err, fanout.ErrPermanent) {
 		t.Fatalf("Deliver = %v, want a retryable error", err)
 	}
-	if want := fmt.Sprintf(`http route "billing": POST http://%s/hook: `, addr); !strings.HasPrefix(err.Error(), want) {
+	if want := fmt.Sprintf(`http route "billing": POST http://%s/…: `, addr); !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error = %q, want prefix %q", err, want)
 	}
 	var ue *url.Error
@@ -564,14 +660,17 @@ func TestHTTPSecretsStayOutOfErrors(t *testing.T) {
 		pass      = "pw-SECRET1"
 		query     = "qs-SECRET2"
 		bearer    = "hdr-SECRET3"
-		signing   = "sig-SECRET4"
+		inPath    = "path-SECRET5"
 		echoedKey = "SECRET"
 	)
+	// A signing secret whose base64 spells SECRET (24 bytes).
+	const signing = "whsec_SECRETSECRETSECRETSECRETSECRETSE"
 	// A server that echoes the request, credentials included, in error
-	// bodies and redirect targets.
+	// bodies and redirect targets. The first path segment is the status.
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var code int
-		fmt.Sscan(strings.TrimPrefix(r.URL.Path, "/"), &code)
+		first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		fmt.Sscan(first, &code)
 		if code >= 300 && code < 400 {
 			w.Header().Set("Location", "/next?token="+query)
 		}
@@ -580,9 +679,28 @@ func TestHTTPSecretsStayOutOfErrors(t *testing.T) {
 		fmt.Fprint(w, r.URL.String())
 	})
 	srv := newServer(t, echo)
+	// A server whose answer is not HTTP but the request line echoed back:
+	// the transport's "malformed HTTP response" quotes it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufioReadLine(c)
+			_, _ = io.WriteString(c, line+"\r\n\r\n")
+			_ = c.Close()
+		}
+	}()
 	withSecrets := func(rawURL string) string {
 		u, _ := url.Parse(rawURL)
 		u.User = url.UserPassword("svc", pass)
+		u.Path += "/services/T000/B000/" + inPath
 		u.RawQuery = "token=" + query
 		return u.String()
 	}
@@ -596,11 +714,13 @@ func TestHTTPSecretsStayOutOfErrors(t *testing.T) {
 	}
 	blocking, _ := blockingServer(t)
 	cases := map[string]HTTPOptions{
-		"500":     opts(srv.URL + "/500"),
-		"400":     opts(srv.URL + "/400"),
-		"302":     opts(srv.URL + "/302"),
-		"refused": opts("http://" + deadAddr(t) + "/"),
-		"timeout": func() HTTPOptions { o := opts(blocking.URL); o.Timeout = 10 * time.Millisecond; return o }(),
+		"500":       opts(srv.URL + "/500"),
+		"400":       opts(srv.URL + "/400"),
+		"401":       opts(srv.URL + "/401"),
+		"302":       opts(srv.URL + "/302"),
+		"refused":   opts("http://" + deadAddr(t)),
+		"timeout":   func() HTTPOptions { o := opts(blocking.URL); o.Timeout = 10 * time.Millisecond; return o }(),
+		"malformed": opts("http://" + ln.Addr().String()),
 	}
 	for name, o := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -612,16 +732,23 @@ func TestHTTPSecretsStayOutOfErrors(t *testing.T) {
 			if strings.Contains(err.Error(), echoedKey) {
 				t.Fatalf("error leaks a secret: %v", err)
 			}
+			if !strings.Contains(err.Error(), "POST http://127.0.0.1:") || !strings.Contains(err.Error(), "/…?…: ") {
+				t.Errorf("error does not show the redacted URL: %v", err)
+			}
+			t.Log(err)
 		})
 	}
 
 	t.Run("construction", func(t *testing.T) {
 		for _, o := range []HTTPOptions{
 			{Name: "x", URL: "http://svc:" + pass + "@host/%zz?token=" + query},
+			{Name: "x", URL: "http://host/" + inPath + "/%zz"},
 			{Name: "x", URL: "ftp://svc:" + pass + "@host/?token=" + query},
 			{Name: "x", URL: "http://h/", Headers: map[string]string{"Authorization": "Bearer " + bearer + "\n"}},
 			{Name: "x", URL: "http://h/", Headers: map[string]string{"X-Fanout-Auth": bearer}},
-			{Name: "x", URL: "http://h/", SigningSecret: signing, CAFile: "/nonexistent/ca.pem"},
+			{Name: "x", URL: "http://h/", SigningSecret: "not-whsec-" + echoedKey},
+			{Name: "x", URL: "http://h/", SigningSecret: "whsec_" + echoedKey + "!!"},
+			{Name: "x", URL: "https://h/", SigningSecret: signing, CAFile: "/nonexistent/ca.pem"},
 		} {
 			_, err := NewHTTP(o)
 			if err == nil {
@@ -632,6 +759,84 @@ func TestHTTPSecretsStayOutOfErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+func bufioReadLine(c net.Conn) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := c.Read(one); err != nil {
+			return string(b), err
+		}
+		if one[0] == '\n' {
+			return strings.TrimSuffix(string(b), "\r"), nil
+		}
+		b = append(b, one[0])
+	}
+}
+
+// TestHTTPWebhookURLsNeverShowTheirSecret: Slack, Discord, Teams and
+// Zapier keep the webhook's credential in the URL path. It appears in no
+// error of the route, hence in no log line, and in no fanout-error header
+// of a dead-letter record.
+func TestHTTPWebhookURLsNeverShowTheirSecret(t *testing.T) {
+	webhooks := []struct{ name, path, secret string }{
+		{"slack", "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "XXXXXXXXXXXXXXXXXXXXXXXX"},
+		{"discord", "/api/webhooks/123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz-0123456789", "AbCdEfGhIjKlMnOpQrStUvWxYz-0123456789"},
+		{"teams", "/webhookb2/1f0e7f0c-0000-4000-8000-000000000000@72f988bf-0000-4000-8000-000000000000/IncomingWebhook/5c9d0a1b2c3d4e5f/0b1c2d3e-0000-4000-8000-000000000000", "5c9d0a1b2c3d4e5f"},
+		{"zapier", "/hooks/catch/1234567/abcdefg/", "abcdefg"},
+	}
+	for _, code := range []int{http.StatusInternalServerError, http.StatusNotFound, http.StatusForbidden} {
+		srv := newServer(t, newRecorder(code))
+		for _, w := range webhooks {
+			r := newHTTPRoute(t, HTTPOptions{Name: w.name, URL: srv.URL + w.path})
+			err := r.Deliver(context.Background(), fanout.Message{Topic: "t", Value: []byte("v")})
+			if err == nil || strings.Contains(err.Error(), w.secret) || strings.Contains(err.Error(), w.path) {
+				t.Errorf("%s, status %d: error %v shows the path", w.name, code, err)
+			}
+			if want := fmt.Sprintf("http route %q: POST %s/…: %d", w.name, srv.URL, code); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s: error %v, want it to start %q", w.name, err, want)
+			}
+		}
+	}
+
+	// The dead-letter record carries the route's error in fanout-error.
+	p, addrs := newKafka(t, "orders.dlq")
+	cl, err := p.Get(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, newRecorder(http.StatusBadRequest))
+	for _, w := range webhooks {
+		r := newHTTPRoute(t, HTTPOptions{Name: w.name, URL: srv.URL + w.path})
+		m := fanout.Message{Topic: "orders", Value: []byte("v")}
+		cause := r.Deliver(context.Background(), m)
+		if !errors.Is(cause, fanout.ErrPermanent) {
+			t.Fatalf("%s: Deliver = %v, want a permanent 400", w.name, cause)
+		}
+		if err := DeadLetter(cl, "orders.dlq", w.name)(context.Background(), m, cause, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rec := range consume(t, addrs, "orders.dlq", len(webhooks)) {
+		var route, msg string
+		for _, h := range rec.Headers {
+			switch h.Key {
+			case DLQHeaderRoute:
+				route = string(h.Value)
+			case DLQHeaderError:
+				msg = string(h.Value)
+			}
+		}
+		if !strings.Contains(msg, "400 Bad Request") || !strings.Contains(msg, srv.URL+"/…") {
+			t.Errorf("%s: fanout-error %q, want the status and the redacted URL", route, msg)
+		}
+		for _, w := range webhooks {
+			if strings.Contains(msg, w.secret) {
+				t.Errorf("%s: fanout-error %q shows the %s secret", route, msg, w.name)
+			}
+		}
+	}
 }
 
 func TestNewHTTPErrors(t *testing.T) {
@@ -649,7 +854,9 @@ func TestNewHTTPErrors(t *testing.T) {
 		{"control in name", HTTPOptions{Name: "a\nb", URL: "http://h/"}, "name contains control characters"},
 		{"empty url", HTTPOptions{Name: "b"}, `http route "b": url is empty`},
 		{"topic in label", HTTPOptions{Name: "b", Topic: "orders"}, `http route "b" (topic "orders"): url is empty`},
-		{"unparsable url", HTTPOptions{Name: "b", URL: "http://h:port/"}, "url: invalid port"},
+		{"unparsable url", HTTPOptions{Name: "b", URL: "http://h:port/"}, `http route "b": url does not parse as a URL`},
+		{"signing secret of another form", HTTPOptions{Name: "b", URL: "http://h/", SigningSecret: "s3cret"}, `http route "b": signing_secret must be a Standard Webhooks secret: whsec_ and the base64 of 24 to 64 random bytes`},
+		{"reserved signing header", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"webhook-signature": "v1,x"}}, `header "Webhook-Signature" is set by the route`},
 		{"relative url", HTTPOptions{Name: "b", URL: "/events"}, `scheme must be http or https, not ""`},
 		{"wrong scheme", HTTPOptions{Name: "b", URL: "ftp://h/"}, `not "ftp"`},
 		{"no host", HTTPOptions{Name: "b", URL: "http:///path"}, "url: no host"},
@@ -955,15 +1162,5 @@ func TestVerbatimSafe(t *testing.T) {
 		if got := verbatimSafe([]byte(in)); got != want {
 			t.Errorf("verbatimSafe(%q) = %v, want %v", in, got, want)
 		}
-	}
-}
-
-func TestRedactURL(t *testing.T) {
-	u, _ := url.Parse("https://user:pw@host:8443/a/b?token=x#frag")
-	if got, want := redactURL(u), "https://host:8443/a/b"; got != want {
-		t.Fatalf("redactURL = %q, want %q", got, want)
-	}
-	if !slices.Equal([]string{u.User.Username(), u.RawQuery}, []string{"user", "token=x"}) {
-		t.Fatal("redactURL modified its argument")
 	}
 }

@@ -182,7 +182,7 @@ if [[ ${SKIP_FANOUT_VALIDATE:-0} != 1 && -f deploy/fanout.compose.yaml ]]; then
 	if [[ ${#fanout[@]} -gt 0 ]]; then
 		# the variables the worker service sets for deploy/fanout.compose.yaml
 		if ! out=$(env FANOUT_CONFIG=deploy/fanout.compose.yaml \
-			SINK_SIGNING_SECRET=check CRM_DELAY_MS=200 FRAUD_STATUS=503 \
+			SINK_SIGNING_SECRET=whsec_Y2hlY2stY29tcG9zZS1zaWduaW5nLWtleS0zMmJ5dGU= CRM_DELAY_MS=200 FRAUD_STATUS=503 \
 			"${fanout[@]}" validate 2>&1); then
 			echo "$out" >&2
 			fail "deploy/fanout.compose.yaml is not valid (fanout validate)"
