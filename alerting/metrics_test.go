@@ -279,7 +279,7 @@ func TestPartitionPausedCountsCause(t *testing.T) {
 	m.PartitionResumed("orders", 1)
 
 	want := `
-# HELP fanout_partition_pauses_total Partition pauses, by the congested route that caused them (inflight_window when the partition's in-flight window was full).
+# HELP fanout_partition_pauses_total Partition pauses, by the congested route that caused them (inflight_window when the partition's in-flight window or the receiver's byte budget was full).
 # TYPE fanout_partition_pauses_total counter
 fanout_partition_pauses_total{route="crm",topic="orders"} 2
 fanout_partition_pauses_total{route="inflight_window",topic="orders"} 1

@@ -802,7 +802,7 @@ func TestHTTPWebhookURLsNeverShowTheirSecret(t *testing.T) {
 
 	// The dead-letter record carries the route's error in fanout-error.
 	p, addrs := newKafka(t, "orders.dlq")
-	cl, err := p.Get(nil)
+	cl, err := p.Get(nil, "orders.dlq", "dead_letter_topic")
 	if err != nil {
 		t.Fatal(err)
 	}
