@@ -53,12 +53,16 @@ type Config struct {
 	FetchMaxBytes          int32
 	PartitionFetchMaxBytes int32
 	MaxConcurrentFetches   int
-	// MaxPollRecords is the most records one poll returns, and so the most
-	// records held back for a partition paused mid-poll. 1000.
+	// MaxPollRecords is the most records one poll returns. 1000.
 	MaxPollRecords int
 	// FetchMaxWait bounds how long a fetch waits for data, and so how long
 	// a resumed partition may wait for its next fetch. 250ms.
 	FetchMaxWait time.Duration
+	// HeldMaxBytes bounds the data of the refused records held in memory
+	// across paused partitions, to be offered without fetching them again
+	// when their partition may flow; past it a paused partition is rewound
+	// to its refused record instead. Default: FetchMaxBytes.
+	HeldMaxBytes int64
 	// MaxDecompressedBatchBytes bounds what one fetched record batch may
 	// decompress to, so a compression bomb cannot exhaust memory; a batch
 	// beyond it stops its partition with an error in the log. 64 MiB.
@@ -111,6 +115,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConcurrentFetches <= 0 {
 		c.MaxConcurrentFetches = 2
+	}
+	if c.HeldMaxBytes <= 0 {
+		c.HeldMaxBytes = int64(c.FetchMaxBytes)
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 1000

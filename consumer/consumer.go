@@ -24,6 +24,15 @@ type tp struct {
 	partition int32
 }
 
+// pausedAt is where a paused partition will resume: the record the engine
+// refused, and the records from it on when they are held in memory (else
+// fetching was rewound to it).
+type pausedAt struct {
+	offset    int64
+	timestamp time.Time
+	held      []fanout.Message
+}
+
 // Consumer joins the group, feeds every receiver's records to the engine,
 // pauses partitions the engine refuses, and commits what the engine says is
 // complete. See the package documentation for its goroutines and locks.
@@ -38,11 +47,12 @@ type Consumer struct {
 	batch  []fanout.Message // scratch for OfferBatch, poll goroutine only
 	stopCl context.CancelFunc
 
-	heldMu sync.Mutex // protects held
-	// held are records the engine refused, waiting until the engine lets
-	// their partition flow again: at most one poll's worth per partition,
-	// whose fetching is paused meanwhile.
-	held map[tp][]*kgo.Record
+	pausedMu sync.Mutex // protects paused and heldBytes
+	// paused are the partitions whose fetching the consumer paused because
+	// the engine refused a record; they resume when the engine lets them
+	// flow again.
+	paused    map[tp]pausedAt
+	heldBytes int64 // data of the held records of all paused partitions
 
 	// commitMu is held across every commit and every ownership change, so
 	// no commit built before a revoke can land after it.
@@ -76,7 +86,7 @@ func New(cfg Config, eng *fanout.Engine) (*Consumer, error) {
 		eng:   eng,
 		log:   zerolog.Nop(),
 		obs:   nopObserver{},
-		held:  make(map[tp][]*kgo.Record),
+		paused: make(map[tp]pausedAt),
 		owned: make(map[tp]*owned),
 		ends:  make(map[tp]int64),
 	}

@@ -7,7 +7,9 @@
 //
 //   - consumer.go: the Consumer, New and Run.
 //   - config.go: settings and the franz-go options built from them.
-//   - poll.go: the poll loop, offering records, holding refused ones.
+//   - poll.go: the poll loop, offering records, pausing the partitions the
+//     engine refuses (holding their records, or rewinding past a memory
+//     bound) and resuming them when it lets them flow.
 //   - waker.go: the one "there is room again" signal waking the poll loop.
 //   - rebalance.go: assigned, revoked and lost partitions.
 //   - commit.go: the committer and the ownership it checks.
@@ -34,8 +36,9 @@
 //  1. commitMu: every commit and every ownership change (assign, revoke,
 //     lose), so no commit built before a revoke lands after it. Held
 //     across commit requests; nothing on the poll path takes it.
-//  2. heldMu: the records refused and held per partition (poll loop and
-//     rebalance callbacks write, scrapes read).
+//  2. pausedMu: the partitions the consumer paused, their held records
+//     and where they resume (poll loop and rebalance callbacks write,
+//     scrapes read).
 //  3. endMu: the partitions' end offsets.
 //  4. waker.mu: the poll loop's current wait.
 //

@@ -15,11 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A partition assigned again must not inherit records held for it under a
-// previous ownership: they would swallow every fetch of the new one, which
-// nothing would ever offer (the engine's partition is new and not paused,
-// so no room signal comes) while the held list grows with every fetch.
-func TestConsumer_assignClearsStaleHeldRecords(t *testing.T) {
+// A partition assigned again must not inherit the pause of a previous
+// ownership: the engine's partition is new and not paused, so no room
+// signal would ever resume its fetching.
+func TestConsumer_assignClearsStalePauses(t *testing.T) {
 	// The client never reaches the group, so only this test calls the
 	// callbacks.
 	s := newSink("r")
@@ -29,13 +28,22 @@ func TestConsumer_assignClearsStaleHeldRecords(t *testing.T) {
 	}
 	defer cons.closeNow()
 	k := tp{"stale", 0}
-	cons.held[k] = []*kgo.Record{{Topic: "stale", Partition: 0, Offset: 3}}
+	cons.pausedMu.Lock()
+	cons.paused[k] = pausedAt{offset: 3}
+	cons.pausedMu.Unlock()
+	cons.cl.PauseFetchPartitions(map[string][]int32{"stale": {0}})
 	cons.onAssigned(context.Background(), cons.cl, map[string][]int32{"stale": {0}})
+	cons.pausedMu.Lock()
+	_, still := cons.paused[k]
+	cons.pausedMu.Unlock()
+	if still {
+		t.Fatal("a freshly assigned partition keeps the pause of its previous ownership")
+	}
+	if p := cons.cl.PauseFetchPartitions(nil); len(p["stale"]) != 0 {
+		t.Fatalf("fetching still paused after assign: %v", p)
+	}
 	recs := []*kgo.Record{{Topic: "stale", Partition: 0, Offset: 0, Value: []byte("a")}, {Topic: "stale", Partition: 0, Offset: 1, Value: []byte("b")}}
 	cons.dispatch(kgo.FetchTopicPartition{Topic: "stale", FetchPartition: kgo.FetchPartition{Partition: 0, Records: recs}})
-	if n := len(cons.held[k]); n != 0 {
-		t.Fatalf("%d records held after dispatching to a freshly assigned partition", n)
-	}
 	wait(t, guard, "records offered and delivered", func() bool { return s.distinct("stale") == 2 })
 }
 
@@ -87,11 +95,11 @@ func TestConsumer_revokeDuringReofferKeepsFlowing(t *testing.T) {
 	if len(union) != 4200 {
 		t.Fatalf("delivered %d distinct records of 4200", len(union))
 	}
-	m1.c.heldMu.Lock()
-	held := len(m1.c.held)
-	m1.c.heldMu.Unlock()
-	if held != 0 {
-		t.Fatalf("%d partitions still hold records after everything was committed", held)
+	m1.c.pausedMu.Lock()
+	paused := len(m1.c.paused)
+	m1.c.pausedMu.Unlock()
+	if paused != 0 {
+		t.Fatalf("%d partitions still paused after everything was committed", paused)
 	}
 }
 
@@ -362,5 +370,41 @@ func TestConsumer_notReadyWhileLost(t *testing.T) {
 	cons.onAssigned(context.Background(), cons.cl, map[string][]int32{})
 	if !cons.Ready() {
 		t.Fatal("not ready after rejoining (with nothing assigned)")
+	}
+}
+
+// Past HeldMaxBytes a refused partition is rewound instead of held: its
+// records are fetched again when it may flow, and every one is delivered,
+// in offset order per partition.
+func TestConsumer_rewindPastTheHeldBoundLosesNothing(t *testing.T) {
+	c := newCluster(t, 2, "rewind")
+	addrs := c.ListenAddrs()
+	produceTo(t, addrs, "rewind", 0, 3000)
+	produceTo(t, addrs, "rewind", 1, 3000)
+	var mu sync.Mutex
+	last := map[int32]int64{0: -1, 1: -1}
+	var outOfOrder []string
+	s := newSink("r")
+	s.fn = func(_ context.Context, m fanout.Message) error {
+		time.Sleep(50 * time.Microsecond)
+		mu.Lock()
+		if m.Offset != last[m.Partition]+1 {
+			outOfOrder = append(outOfOrder, fmt.Sprintf("%d/%d after %d", m.Partition, m.Offset, last[m.Partition]))
+		}
+		last[m.Partition] = m.Offset
+		mu.Unlock()
+		return nil
+	}
+	cfg := testConfig(addrs, "rewind-g")
+	cfg.HeldMaxBytes = 1 // hold nothing: every refusal rewinds
+	start(t, cfg, fanout.ReceiverConfig{Topic: "rewind", Routes: []fanout.RouteConfig{{Route: s, Workers: 1, Buffer: 50, Ordering: fanout.OrderPartition}}})
+	waitCommittedAtEnd(t, addrs, "rewind-g", "rewind")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(outOfOrder) > 0 {
+		t.Fatalf("%d deliveries out of order, first %v", len(outOfOrder), outOfOrder[0])
+	}
+	if s.distinct("rewind") != 6000 || s.duplicates() != 0 {
+		t.Fatalf("delivered %d distinct, %d duplicates", s.distinct("rewind"), s.duplicates())
 	}
 }

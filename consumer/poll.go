@@ -11,9 +11,9 @@ import (
 
 // pollLoop polls until ctx ends. Each turn waits in one place (a poll, or
 // for room when every receiver is saturated) and is woken by one signal
-// (the waker); what the poll returned and every record held back is offered
-// in the window in which franz-go blocks rebalances, which AllowRebalance
-// closes.
+// (the waker); the records the poll returned are offered, and partitions
+// the engine lets flow again are resumed, in the window in which franz-go
+// blocks rebalances, which AllowRebalance closes.
 func (c *Consumer) pollLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -40,7 +40,7 @@ func (c *Consumer) pollLoop(ctx context.Context) {
 			forcePoll = false
 		}
 		// After a wake-up the poll returns at once (its context is done),
-		// which opens the window for the re-offers without fetching.
+		// which opens the window for the resumes without fetching.
 		fs := c.cl.PollRecords(wctx, c.cfg.MaxPollRecords)
 		done()
 		if fs.IsClientClosed() {
@@ -51,10 +51,10 @@ func (c *Consumer) pollLoop(ctx context.Context) {
 	}
 }
 
-// offerWindow offers the records held for partitions that may flow again,
-// then what the poll brought. Rebalances are blocked while it runs.
+// offerWindow resumes the partitions that may flow again, then offers
+// what the poll brought. Rebalances are blocked while it runs.
 func (c *Consumer) offerWindow(fs kgo.Fetches) {
-	c.reoffer()
+	c.resumeFlowing()
 	fs.EachError(func(topic string, p int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
@@ -86,55 +86,62 @@ func (c *Consumer) saturated() bool {
 	return any
 }
 
-// reoffer offers the held records of every partition the engine no longer
-// holds paused, and resumes fetching those it accepted entirely. Offering
-// window only.
-func (c *Consumer) reoffer() {
-	c.heldMu.Lock()
-	keys := make([]tp, 0, len(c.held))
-	for k := range c.held {
-		keys = append(keys, k)
+// resumeFlowing re-offers what is held for every partition the consumer
+// paused that the engine no longer holds paused, and resumes fetching
+// those whose held records were all accepted. Offering window only.
+func (c *Consumer) resumeFlowing() {
+	c.pausedMu.Lock()
+	var ready []tp
+	for k := range c.paused {
+		if !c.eng.Receiver(k.topic).Paused(k.partition) {
+			ready = append(ready, k) // else the engine signals room when it may flow
+		}
 	}
-	c.heldMu.Unlock()
-	for _, k := range keys {
-		r := c.eng.Receiver(k.topic)
-		if r.Paused(k.partition) {
-			continue // the engine signals room when it may flow
+	c.pausedMu.Unlock()
+	var resume map[string][]int32
+	for _, k := range ready {
+		c.pausedMu.Lock()
+		at := c.paused[k]
+		c.pausedMu.Unlock()
+		if len(at.held) > 0 {
+			n, err := c.eng.Receiver(k.topic).OfferBatch(at.held)
+			c.obs.Consumed(k.topic, countSkip(at.held[:n]))
+			if errors.Is(err, fanout.ErrCongested) {
+				c.pausedMu.Lock()
+				c.heldBytes -= heldSize(at.held[:n])
+				clear(at.held[:n])
+				at.held = at.held[n:]
+				at.offset, at.timestamp = at.held[0].Offset, at.held[0].Timestamp
+				c.paused[k] = at
+				c.pausedMu.Unlock()
+				continue // refused again: still paused
+			}
 		}
-		c.heldMu.Lock()
-		recs := c.held[k]
-		delete(c.held, k)
-		c.heldMu.Unlock()
-		if !c.offer(k, recs) {
-			continue // refused again: held and paused anew
+		c.pausedMu.Lock()
+		c.heldBytes -= heldSize(at.held)
+		delete(c.paused, k)
+		c.pausedMu.Unlock()
+		if resume == nil {
+			resume = map[string][]int32{}
 		}
-		c.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
-		c.log.Debug().Str("topic", k.topic).Int32("partition", k.partition).Msg("partition resumed")
+		resume[k.topic] = append(resume[k.topic], k.partition)
+	}
+	if resume != nil {
+		c.cl.ResumeFetchPartitions(resume)
+		c.log.Debug().Any("partitions", resume).Msg("partitions resumed")
 	}
 }
 
-// dispatch offers one partition's polled records in order; at the first
-// refusal it holds the rest and pauses the partition. Offering window only.
+// dispatch offers one partition's polled records in order. Offering window
+// only.
 func (c *Consumer) dispatch(p kgo.FetchTopicPartition) {
 	k := tp{p.Topic, p.Partition}
 	if p.HighWatermark > 0 {
 		c.setEnd(k, p.HighWatermark)
 	}
-	if len(p.Records) == 0 {
-		return
+	if len(p.Records) > 0 {
+		c.offer(k, p.Records)
 	}
-	c.obs.Consumed(p.Topic, countData(p.Records))
-	c.heldMu.Lock()
-	if len(c.held[k]) > 0 {
-		// franz-go returns nothing for a partition paused in an earlier
-		// window; keep offset order should it ever do.
-		c.held[k] = append(c.held[k], p.Records...)
-		c.heldMu.Unlock()
-		c.log.Warn().Str("topic", p.Topic).Int32("partition", p.Partition).Msg("records fetched for a paused partition; held in order")
-		return
-	}
-	c.heldMu.Unlock()
-	c.offer(k, p.Records)
 }
 
 // countData counts the records that are not transaction markers.
@@ -153,9 +160,13 @@ func countData(recs []*kgo.Record) int {
 // few copies.
 const offerChunk = 256
 
-// offer offers recs in order and reports whether all were accepted. On
-// refusal the remainder is held and the partition's fetching paused.
-// Offering window only.
+// offer offers recs in order and reports whether all were accepted. At
+// the first refusal it pauses the partition's fetching and keeps the rest:
+// copied and held in memory, to be offered as soon as the engine lets the
+// partition flow, while the held records of all partitions fit
+// HeldMaxBytes; beyond that it rewinds the partition to the refused record
+// instead, to be fetched again. Offering window only (franz-go wants
+// SetOffsets where no revoke can run).
 func (c *Consumer) offer(k tp, recs []*kgo.Record) bool {
 	r := c.eng.Receiver(k.topic)
 	if r == nil {
@@ -171,16 +182,13 @@ func (c *Consumer) offer(k tp, recs []*kgo.Record) bool {
 		n, err := r.OfferBatch(batch)
 		clear(batch) // drop references to the copies
 		c.batch = batch[:0]
+		c.obs.Consumed(k.topic, countData(chunk[:n]))
 		done += n
 		if err == nil {
 			continue
 		}
 		if errors.Is(err, fanout.ErrCongested) {
-			c.heldMu.Lock()
-			c.held[k] = recs[done:]
-			c.heldMu.Unlock()
-			c.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
-			c.log.Debug().Str("topic", k.topic).Int32("partition", k.partition).Int64("offset", recs[done].Offset).Msg("partition paused")
+			c.pause(k, recs[done:])
 			return false
 		}
 		// Not assigned (revoked meanwhile) or closed: the next owner
@@ -188,6 +196,65 @@ func (c *Consumer) offer(k tp, recs []*kgo.Record) bool {
 		return true
 	}
 	return true
+}
+
+// pause stops fetching partition k, whose records rest were refused, and
+// keeps them held or rewinds to them. Offering window only.
+func (c *Consumer) pause(k tp, rest []*kgo.Record) {
+	next := rest[0]
+	at := pausedAt{offset: next.Offset, timestamp: next.Timestamp}
+	size := int64(0)
+	for _, rec := range rest {
+		size += recordSize(rec)
+	}
+	c.pausedMu.Lock()
+	hold := c.heldBytes+size <= c.cfg.HeldMaxBytes
+	if hold {
+		at.held = make([]fanout.Message, len(rest))
+		for i, rec := range rest {
+			toMessage(&at.held[i], rec)
+		}
+		c.heldBytes += size
+	}
+	c.paused[k] = at
+	c.pausedMu.Unlock()
+	c.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+	if !hold {
+		c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: next.LeaderEpoch, Offset: next.Offset}}})
+	}
+	c.log.Debug().Str("topic", k.topic).Int32("partition", k.partition).Int64("offset", next.Offset).Bool("held", hold).Msg("partition paused")
+}
+
+// recordSize is what a held copy of rec costs.
+func recordSize(rec *kgo.Record) int64 {
+	n := int64(len(rec.Key) + len(rec.Value))
+	for _, h := range rec.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return n
+}
+
+// heldSize is what held copies cost, as recordSize counted them.
+func heldSize(ms []fanout.Message) int64 {
+	n := int64(0)
+	for i := range ms {
+		n += int64(len(ms[i].Key) + len(ms[i].Value))
+		for _, h := range ms[i].Headers {
+			n += int64(len(h.Key) + len(h.Value))
+		}
+	}
+	return n
+}
+
+// countSkip counts the messages that are not transaction markers.
+func countSkip(ms []fanout.Message) int {
+	n := 0
+	for i := range ms {
+		if !ms[i].Skip {
+			n++
+		}
+	}
+	return n
 }
 
 // toMessage copies rec into m. Key, value and header values share one

@@ -10,8 +10,8 @@ import (
 
 // onAssigned starts tracking new partitions. franz-go calls it after every
 // join, even when nothing new is assigned, so it also marks the member
-// ready. Held state is cleared for the partitions it names: whatever a
-// previous ownership left must not swallow the new one's fetches.
+// ready. Pause state is cleared for the partitions it names: whatever a
+// previous ownership left must not keep the new one from flowing.
 func (c *Consumer) onAssigned(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 	c.forget(m)
 	c.commitMu.Lock()
@@ -49,23 +49,26 @@ func (c *Consumer) onLost(_ context.Context, cl *kgo.Client, m map[string][]int3
 	c.release(cl, m, false)
 }
 
-// forget clears the held records of partitions.
+// forget drops the pause bookkeeping and held records of partitions (their
+// fetching is resumed by the caller).
 func (c *Consumer) forget(m map[string][]int32) {
-	c.heldMu.Lock()
+	c.pausedMu.Lock()
 	for topic, parts := range m {
 		for _, p := range parts {
-			delete(c.held, tp{topic, p})
+			k := tp{topic, p}
+			c.heldBytes -= heldSize(c.paused[k].held)
+			delete(c.paused, k)
 		}
 	}
-	c.heldMu.Unlock()
+	c.pausedMu.Unlock()
 }
 
 // release gives partitions up. On revoke it waits, at most RevokeTimeout
 // (or what is left of the shutdown budget), for their running deliveries,
 // then commits their final position with a budget of its own; on loss it
-// drops them at once without committing. Either way it forgets what was
-// held for them and lifts their pause, which franz-go would otherwise keep
-// across a later assignment.
+// drops them at once without committing. Either way it forgets their pause
+// and lifts it, which franz-go would otherwise keep across a later
+// assignment.
 func (c *Consumer) release(cl *kgo.Client, m map[string][]int32, commit bool) {
 	if len(m) == 0 {
 		return

@@ -20,7 +20,8 @@ type PartitionStats struct {
 	// Lag is End minus Committed (records), when both are known.
 	Lag int64
 	// OldestPending is the timestamp of the oldest record fetched and not
-	// yet complete (in the engine or held back while paused); zero when none.
+	// yet complete (in the engine, or refused and waiting in Kafka while
+	// paused); zero when none.
 	OldestPending time.Time
 	// Paused is true while fetching is paused for the partition.
 	Paused   bool
@@ -45,14 +46,12 @@ func (c *Consumer) Stats() Snapshot {
 			engine[tp{p.Topic, p.Partition}] = p
 		}
 	}
-	c.heldMu.Lock()
-	held := make(map[tp]time.Time, len(c.held))
-	for k, recs := range c.held {
-		if len(recs) > 0 {
-			held[k] = recs[0].Timestamp
-		}
+	c.pausedMu.Lock()
+	paused := make(map[tp]time.Time, len(c.paused))
+	for k, at := range c.paused {
+		paused[k] = at.timestamp
 	}
-	c.heldMu.Unlock()
+	c.pausedMu.Unlock()
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
 	for k, committed := range owned {
@@ -69,7 +68,7 @@ func (c *Consumer) Stats() Snapshot {
 		ep := engine[k]
 		ps.Inflight = ep.Inflight
 		ps.OldestPending = ep.OldestTimestamp
-		if ts, ok := held[k]; ok {
+		if ts, ok := paused[k]; ok {
 			ps.Paused = true
 			if ps.OldestPending.IsZero() || ts.Before(ps.OldestPending) {
 				ps.OldestPending = ts
