@@ -82,13 +82,13 @@ func New(cfg Config, eng *fanout.Engine) (*Consumer, error) {
 		return nil, errors.New("consumer: no group")
 	}
 	c := &Consumer{
-		cfg:   cfg,
-		eng:   eng,
-		log:   zerolog.Nop(),
-		obs:   nopObserver{},
+		cfg:    cfg,
+		eng:    eng,
+		log:    zerolog.Nop(),
+		obs:    nopObserver{},
 		paused: make(map[tp]pausedAt),
-		owned: make(map[tp]*owned),
-		ends:  make(map[tp]int64),
+		owned:  make(map[tp]*owned),
+		ends:   make(map[tp]int64),
 	}
 	if cfg.Logger != nil {
 		c.log = *cfg.Logger
