@@ -184,8 +184,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", `Usage: fanout validate
 
 Loads the FANOUT_* environment and the receivers file at FANOUT_CONFIG,
-prints a summary and exits 0; on any problem prints every one of them
-(file, line, field path, what is wrong) and exits 1. Touches no broker.
+prints a summary and the configuration's worst-case memory and exits 0;
+on any problem prints every one of them (file, line, field path, what is
+wrong) and exits 1. Touches no broker.
 `, true)
 	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
 		return code
@@ -200,6 +201,13 @@ prints a summary and exits 0; on any problem prints every one of them
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s is valid\n\n%s\n%s", cfg.Env.ConfigFile, cfg.Env.Summary(), cfg.File.Summary())
+	mem := app.WorstCase(cfg.Env, cfg.File)
+	fmt.Fprintf(stdout, "\nworst-case memory (fanout run refuses to start when it exceeds GOMEMLIMIT or the cgroup's limit):\n%s", mem)
+	if limit, source, ok := app.MemoryLimit(); ok {
+		if err := app.CheckMemory(mem, limit, source); err != nil {
+			fmt.Fprintf(stdout, "warning: %s %d MiB is below it here: fanout run would refuse to start\n", source, limit>>20)
+		}
+	}
 	return 0
 }
 

@@ -64,6 +64,11 @@ func New(o Options) (*Worker, error) {
 	if o.Registry == nil {
 		o.Registry = alerting.NewRegistry()
 	}
+	if limit, source, ok := MemoryLimit(); ok {
+		if err := CheckMemory(WorstCase(o.Env, o.File), limit, source); err != nil {
+			return nil, err
+		}
+	}
 	w := &Worker{log: o.Logger, env: o.Env, registry: o.Registry}
 	metrics, err := alerting.NewMetrics(o.Registry, o.Version)
 	if err != nil {

@@ -499,10 +499,11 @@ func (d *decoder) file(body ast.Node) *File {
 }
 
 func (d *decoder) receiver(n ast.Node, path string) Receiver {
-	r := Receiver{MaxInflight: DefaultMaxInflight}
+	r := Receiver{MaxInflight: DefaultMaxInflight, MaxInflightMiB: DefaultMaxInflightMiB}
 	d.object(n, path, fields{
-		"topic":        func(v ast.Node, p string) { r.Topic = d.str(v, p) },
-		"max_inflight": func(v ast.Node, p string) { d.integer(v, p, &r.MaxInflight) },
+		"topic":            func(v ast.Node, p string) { r.Topic = d.str(v, p) },
+		"max_inflight":     func(v ast.Node, p string) { d.integer(v, p, &r.MaxInflight) },
+		"max_inflight_mib": func(v ast.Node, p string) { d.integer(v, p, &r.MaxInflightMiB) },
 		"routes": func(v ast.Node, p string) {
 			d.sequence(v, p, func(_ int, item ast.Node, ip string) {
 				r.Routes = append(r.Routes, d.route(item, ip))

@@ -50,7 +50,7 @@ func ExampleFile_Summary() {
 	fmt.Print(f.Summary())
 	// Output:
 	// 1 receiver, 2 routes
-	// receiver orders: max_inflight=10000, 2 routes
+	// receiver orders: max_inflight=10000, max_inflight_mib=64, 2 routes
 	//   route billing: http workers=16 buffer=1024 ordering=key -> https://billing/…?… timeout=5s retry=unlimited (200ms..30s)
 	//   route sink: discard workers=4 buffer=1024 ordering=key
 }

@@ -37,6 +37,7 @@ const (
 // against the limits.
 const (
 	DefaultMaxInflight    = 10000
+	DefaultMaxInflightMiB = 64
 	DefaultWorkers        = 4
 	DefaultBuffer         = 1024
 	DefaultOrdering       = OrderingKey
@@ -44,7 +45,8 @@ const (
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultHTTPTimeout    = 5 * time.Second
 
-	MaxMaxInflight = 1_000_000
+	MaxMaxInflight    = 1_000_000
+	MaxMaxInflightMiB = 1 << 20
 	// MaxRoutes matches the engine: a record tracks its unacknowledged
 	// routes in one 64-bit mask.
 	MaxRoutes  = 64
@@ -66,7 +68,14 @@ type Receiver struct {
 	// accepted and not yet acknowledged by every route; beyond it the
 	// partition pauses. 1..1,000,000, default 10000.
 	MaxInflight int
-	Routes      []Route // routes: 1..64
+	// MaxInflightMiB (max_inflight_mib) bounds the memory of the
+	// receiver's records in flight, across all its partitions: keys,
+	// values and headers until their last route acknowledged, and about
+	// 200 bytes of bookkeeping a record until its offset is committable.
+	// A partition whose next record does not fit pauses. 1..1048576,
+	// default 64.
+	MaxInflightMiB int
+	Routes         []Route // routes: 1..64
 }
 
 // Route is one destination of a receiver's records.
@@ -153,6 +162,9 @@ func (f *File) SetDefaults() {
 		if r.MaxInflight == 0 {
 			r.MaxInflight = DefaultMaxInflight
 		}
+		if r.MaxInflightMiB == 0 {
+			r.MaxInflightMiB = DefaultMaxInflightMiB
+		}
 		for j := range r.Routes {
 			rt := &r.Routes[j]
 			if rt.Workers == 0 {
@@ -195,7 +207,7 @@ func (f *File) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s, %d %s\n", len(f.Receivers), plural(len(f.Receivers), "receiver"), f.Routes(), plural(f.Routes(), "route"))
 	for _, r := range f.Receivers {
-		fmt.Fprintf(&b, "receiver %s: max_inflight=%d, %d %s\n", r.Topic, r.MaxInflight, len(r.Routes), plural(len(r.Routes), "route"))
+		fmt.Fprintf(&b, "receiver %s: max_inflight=%d, max_inflight_mib=%d, %d %s\n", r.Topic, r.MaxInflight, r.MaxInflightMiB, len(r.Routes), plural(len(r.Routes), "route"))
 		for _, rt := range r.Routes {
 			fmt.Fprintf(&b, "  route %s: %s workers=%d buffer=%d ordering=%s", rt.Name, rt.Type, rt.Workers, rt.Buffer, rt.Ordering)
 			if d := rt.destination(); d != "" {

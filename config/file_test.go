@@ -41,8 +41,9 @@ receivers:
 		t.Fatal(err)
 	}
 	want := &File{Receivers: []Receiver{{
-		Topic:       "orders",
-		MaxInflight: 10000,
+		Topic:          "orders",
+		MaxInflight:    10000,
+		MaxInflightMiB: 64,
 		Routes: []Route{
 			{
 				Name: "hook", Type: RouteHTTP, Workers: 4, Buffer: 1024, Ordering: OrderingKey,
@@ -234,6 +235,7 @@ func TestParseReportsFieldPathAndLine(t *testing.T) {
 		{"max_inflight zero", "receivers:\n  - topic: a\n    max_inflight: 0\n    routes: [{name: a, type: log}]\n", "receivers[0].max_inflight", 3, "between 1 and 1000000"},
 		{"max_inflight too big", "receivers:\n  - topic: a\n    max_inflight: 1000001\n    routes: [{name: a, type: log}]\n", "receivers[0].max_inflight", 3, "between 1 and 1000000"},
 		{"max_inflight not a number", "receivers:\n  - topic: a\n    max_inflight: lots\n    routes: [{name: a, type: log}]\n", "receivers[0].max_inflight", 3, `must be an integer, got "lots"`},
+		{"max_inflight_mib zero", "receivers:\n  - topic: a\n    max_inflight_mib: 0\n    routes: [{name: a, type: log}]\n", "receivers[0].max_inflight_mib", 3, "between 1 and 1048576"},
 		{"no routes", "receivers:\n  - topic: a\n", "receivers[0].routes", 2, "at least one route"},
 		{"empty routes", "receivers:\n  - topic: a\n    routes: []\n", "receivers[0].routes", 3, "at least one route"},
 		{"too many routes", "receivers:\n  - topic: a\n    routes:\n" + many.String(), "receivers[0].routes", 3, "at most 64 routes"},
@@ -545,7 +547,7 @@ receivers:
 	}
 	got := f.Summary()
 	want := `1 receiver, 4 routes
-receiver orders: max_inflight=500, 4 routes
+receiver orders: max_inflight=500, max_inflight_mib=64, 4 routes
   route hook: http workers=8 buffer=1024 ordering=key -> https://h.example/…?… timeout=5s signed filter=headers[type] retry=5 (200ms..30s) dlq=orders.dlq
   route copy: kafka workers=4 buffer=1024 ordering=key -> topic copy on b:9092 retry=unlimited (200ms..30s)
   route trace: log workers=4 buffer=1024 ordering=none -> stdout

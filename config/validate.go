@@ -37,6 +37,9 @@ func validateFile(f *File, p *problems) {
 
 func validateReceiver(r *Receiver, path string, p *problems) {
 	checkTopic(p, path+".topic", r.Topic, true)
+	if r.MaxInflightMiB < 1 || r.MaxInflightMiB > MaxMaxInflightMiB {
+		p.addf(path+".max_inflight_mib", "must be between 1 and %d, got %d", MaxMaxInflightMiB, r.MaxInflightMiB)
+	}
 	if r.MaxInflight < 1 || r.MaxInflight > MaxMaxInflight {
 		p.addf(path+".max_inflight", "must be between 1 and %d, got %d", MaxMaxInflight, r.MaxInflight)
 	}

@@ -33,7 +33,7 @@ func (b *Built) Close() error {
 func Build(f *config.File, producers *Producers, logOut io.Writer) (*Built, error) {
 	b := &Built{}
 	for i, rc := range f.Receivers {
-		fr := fanout.ReceiverConfig{Topic: rc.Topic, MaxInflight: rc.MaxInflight}
+		fr := fanout.ReceiverConfig{Topic: rc.Topic, MaxInflight: rc.MaxInflight, MaxBytes: int64(rc.MaxInflightMiB) << 20}
 		for j, rt := range rc.Routes {
 			path := fmt.Sprintf("receivers[%d].routes[%d]", i, j)
 			route, err := b.route(rc.Topic, rt, producers, logOut)

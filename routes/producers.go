@@ -20,6 +20,10 @@ import (
 // topic whose max.message.bytes is not known.
 const defaultBatchMaxBytes = 1_000_012
 
+// ProducerBufferBytes bounds the records each producer client buffers
+// (franz-go's default is unbounded); a produce waits while it is full.
+const ProducerBufferBytes = 32 << 20
+
 // Producers hands out one shared producer client per cluster, for kafka
 // routes and dead-letter topics, and closes them all. Clients are
 // idempotent (franz-go's default) with acks=all, and give up on a record
@@ -85,6 +89,7 @@ func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(p.recordTimeout),
 		kgo.ProducerLinger(time.Millisecond),
+		kgo.MaxBufferedBytes(ProducerBufferBytes),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 { return p.limit(key, topic) }),
 	)
 	cl, err := kgo.NewClient(opts...)
