@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/receiver-fanout/fanout/tools"
 )
 
 // The files under test, relative to this package's directory (go test runs
@@ -30,7 +32,6 @@ const (
 	runbookFile      = "../docs/runbook.md"
 
 	runbookBase = "https://github.com/receiver-fanout/fanout/blob/main/docs/runbook.md"
-	installHint = "apt-get install prometheus prometheus-alertmanager"
 )
 
 // knownMetrics is every metric the worker exports: the DESIGN.md table plus
@@ -63,17 +64,16 @@ var knownMetrics = []string{
 	"fanout_partition_high_watermark",
 }
 
-// tool returns the path of the first of names found on PATH. A missing tool
-// fails the test: these checks are the point of the package, never optional.
-func tool(t *testing.T, names ...string) string {
+// tool returns the path of the pinned tool called name (see package
+// tools), never one found on PATH. A missing tool fails the test, saying
+// how to build it: these checks are the point of the package.
+func tool(t *testing.T, name string) string {
 	t.Helper()
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
+	p, err := tools.Path(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s not found on PATH: install it with `%s`", strings.Join(names, " or "), installHint)
-	return ""
+	return p
 }
 
 // run runs a tool to completion and fails the test on a non-zero exit.
@@ -135,7 +135,7 @@ func TestAlertmanagerRoutes(t *testing.T) {
 // alertmanager.yml, posts alerts, and checks which come back suppressed.
 // amtool cannot test inhibition offline.
 func TestAlertmanagerInhibition(t *testing.T) {
-	bin := tool(t, "prometheus-alertmanager", "alertmanager")
+	bin := tool(t, "alertmanager")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
