@@ -306,6 +306,7 @@ type rule struct {
 	Record      string            `yaml:"record"`
 	Expr        string            `yaml:"expr"`
 	For         string            `yaml:"for"`
+	KeepFiring  string            `yaml:"keep_firing_for"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
@@ -388,9 +389,6 @@ func TestRuleConventions(t *testing.T) {
 				t.Errorf("%s: annotation %s missing", r.Alert, a)
 			}
 		}
-		if strings.Contains(r.Annotations["summary"], "{{") {
-			t.Errorf("%s: summary should be static so grouped alerts share it", r.Alert)
-		}
 		anchor := strings.ToLower(r.Alert)
 		if want := runbookBase + "#" + anchor; r.Annotations["runbook_url"] != want {
 			t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
@@ -400,6 +398,35 @@ func TestRuleConventions(t *testing.T) {
 		}
 		if strings.Contains(r.Expr, "receiver=") || strings.Contains(r.Expr, "(receiver") {
 			t.Errorf("%s: a receiver is labelled topic, not receiver", r.Alert)
+		}
+	}
+}
+
+// TestSummariesNameReceiverAndRoute checks, on every alert the promtool
+// tests expect, that the summary (the headline a page or ticket is titled
+// with) names the receiver and the route the alert is about, and that every
+// alert has such a case.
+func TestSummariesNameReceiverAndRoute(t *testing.T) {
+	checked := make(map[string]bool)
+	for _, tc := range loadRuleTests(t).Tests {
+		for _, at := range tc.AlertRuleTest {
+			for _, a := range at.ExpAlerts {
+				summary, ok := a.ExpAnnotations["summary"]
+				if !ok {
+					continue
+				}
+				checked[at.Alertname] = true
+				for _, l := range []string{"topic", "route"} {
+					if v := a.ExpLabels[l]; v != "" && !strings.Contains(summary, v) {
+						t.Errorf("%s (test %q): summary %q does not name its %s %q", at.Alertname, tc.Name, summary, l, v)
+					}
+				}
+			}
+		}
+	}
+	for _, r := range loadRules(t) {
+		if !checked[r.Alert] {
+			t.Errorf("%s: no promtool case checks its annotations", r.Alert)
 		}
 	}
 }
