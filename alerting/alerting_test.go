@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,7 +137,11 @@ func TestAlertmanagerRoutes(t *testing.T) {
 // TestAlertmanagerInhibition starts a real Alertmanager on loopback with
 // alertmanager.yml, posts alerts, and checks which come back suppressed.
 // amtool cannot test inhibition offline.
-func TestAlertmanagerInhibition(t *testing.T) {
+// startAlertmanager runs the pinned Alertmanager on a free loopback port
+// with config, waits until it is ready, and returns its base URL and a
+// function that stops it and returns its log.
+func startAlertmanager(t *testing.T, config string) (string, func() string) {
+	t.Helper()
 	bin := tool(t, "alertmanager")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -145,7 +152,7 @@ func TestAlertmanagerInhibition(t *testing.T) {
 
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
-		"--config.file="+alertmanagerFile,
+		"--config.file="+config,
 		"--storage.path="+t.TempDir(),
 		"--web.listen-address="+addr,
 		"--cluster.listen-address=",
@@ -166,9 +173,8 @@ func TestAlertmanagerInhibition(t *testing.T) {
 	t.Cleanup(func() { stop() })
 
 	base := "http://" + addr
-	client := &http.Client{Timeout: 5 * time.Second}
 	if !poll(15*time.Second, func() bool {
-		resp, err := client.Get(base + "/-/ready")
+		resp, err := amClient.Get(base + "/-/ready")
 		if err != nil {
 			return false
 		}
@@ -177,18 +183,53 @@ func TestAlertmanagerInhibition(t *testing.T) {
 	}) {
 		t.Fatalf("alertmanager on %s not ready:\n%s", addr, stop())
 	}
+	return base, stop
+}
+
+var amClient = &http.Client{Timeout: 5 * time.Second}
+
+// postable is an alert as Prometheus posts it to /api/v2/alerts.
+type postable struct {
+	Labels   map[string]string `json:"labels"`
+	StartsAt time.Time         `json:"startsAt"`
+	EndsAt   time.Time         `json:"endsAt"`
+}
+
+func postAlerts(t *testing.T, base string, alerts ...postable) {
+	t.Helper()
+	b, err := json.Marshal(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := amClient.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /api/v2/alerts: %s: %s", resp.Status, msg)
+	}
+}
+
+// labelSet builds a label map from key, value pairs.
+func labelSet(kv ...string) map[string]string {
+	m := make(map[string]string)
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestAlertmanagerInhibition(t *testing.T) {
+	base, stop := startAlertmanager(t, alertmanagerFile)
+	client := amClient
 
 	type alert struct {
 		labels     map[string]string
 		suppressed bool
 	}
-	L := func(kv ...string) map[string]string {
-		m := make(map[string]string)
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return m
-	}
+	L := labelSet
 	alerts := []alert{
 		// orders is paused as a whole: its per-route/partition/lag alerts are muted.
 		{L("alertname", "FanoutReceiverPaused", "severity", "critical", "job", "fanout", "topic", "orders"), false},
@@ -207,31 +248,16 @@ func TestAlertmanagerInhibition(t *testing.T) {
 		// No ready instance at all mutes the per-instance warning.
 		{L("alertname", "FanoutNoReadyInstance", "severity", "critical", "job", "fanout"), false},
 		{L("alertname", "FanoutInstanceNotReady", "severity", "warning", "job", "fanout", "instance", "w1"), true},
+		{L("alertname", "FanoutInstanceDown", "severity", "warning", "job", "fanout", "instance", "w2"), true},
+		{L("alertname", "FanoutInstanceDown", "severity", "warning", "job", "fanout-eu", "instance", "e1"), false},
 	}
 
 	now := time.Now().UTC()
-	type postable struct {
-		Labels   map[string]string `json:"labels"`
-		StartsAt time.Time         `json:"startsAt"`
-		EndsAt   time.Time         `json:"endsAt"`
-	}
 	var body []postable
 	for _, a := range alerts {
 		body = append(body, postable{a.labels, now, now.Add(time.Hour)})
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /api/v2/alerts: %s: %s", resp.Status, msg)
-	}
+	postAlerts(t, base, body...)
 
 	key := func(m map[string]string) string {
 		keys := make([]string, 0, len(m))
@@ -833,4 +859,175 @@ func TestMetricNames(t *testing.T) {
 	if got, err := MetricNames(); err != nil || len(got) != 0 {
 		t.Errorf("MetricNames() = %q, %v; want empty", got, err)
 	}
+}
+
+// notification is one webhook call from Alertmanager.
+type notification struct {
+	at       time.Time
+	receiver string // the URL path: pager or support
+	Status   string `json:"status"`
+	Alerts   []struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	} `json:"alerts"`
+}
+
+// webhookSink collects Alertmanager's webhook notifications.
+type webhookSink struct {
+	mu   sync.Mutex
+	got  []notification
+	srv  *httptest.Server
+	seen chan struct{} // receives after each notification
+}
+
+func newWebhookSink(t *testing.T) *webhookSink {
+	s := &webhookSink{seen: make(chan struct{}, 64)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.at = time.Now()
+		n.receiver = strings.TrimPrefix(r.URL.Path, "/")
+		s.mu.Lock()
+		s.got = append(s.got, n)
+		s.mu.Unlock()
+		select {
+		case s.seen <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *webhookSink) notifications() []notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// shippedConfigWithURL writes alertmanager.yml with its placeholder
+// webhook base (http://127.0.0.1:9099) replaced by base, and nothing else
+// changed, as an operator deploys it.
+func shippedConfigWithURL(t *testing.T, base string) string {
+	t.Helper()
+	b, err := os.ReadFile(alertmanagerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const placeholder = "http://127.0.0.1:9099/"
+	if !bytes.Contains(b, []byte(placeholder)) {
+		t.Fatalf("%s: no webhook URL under %s to point at the test's listener", alertmanagerFile, placeholder)
+	}
+	f := filepath.Join(t.TempDir(), "alertmanager.yml")
+	if err := os.WriteFile(f, bytes.ReplaceAll(b, []byte(placeholder), []byte(base+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestAlertmanagerNotifiesCauseFirst runs the shipped alertmanager.yml (its
+// webhook URLs pointed at a listener) with the worst ordering Prometheus
+// could produce: two symptoms of orders arrive before their cause; then the
+// cause arrives, with one symptom resolved (rules.yml drops a symptom while
+// its cause fires) and the other still firing (one that fired before the
+// stall began). No notification about either symptom may go out while the
+// cause fires; the page goes out first, within the pager's group_wait. Once
+// the cause resolves, the dropped symptom stays gone and the held one is
+// active again (its own condition still holds). A symptom of another
+// receiver is notified as usual.
+func TestAlertmanagerNotifiesCauseFirst(t *testing.T) {
+	sink := newWebhookSink(t)
+	base, stop := startAlertmanager(t, shippedConfigWithURL(t, sink.srv.URL))
+
+	cause := labelSet("alertname", "FanoutReceiverPaused", "severity", "critical", "job", "fanout", "topic", "orders")
+	held := labelSet("alertname", "FanoutRouteCongested", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "orders", "route", "crm")
+	dropped := labelSet("alertname", "FanoutPartitionPaused", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "orders", "partition", "0")
+	other := labelSet("alertname", "FanoutRouteCongested", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "payments", "route", "ledger")
+
+	start := time.Now().UTC()
+	postAlerts(t, base, postable{held, start, start.Add(time.Hour)}, postable{dropped, start, start.Add(time.Hour)},
+		postable{other, start, start.Add(time.Hour)})
+	time.Sleep(2 * time.Second) // the symptoms are in Alertmanager before their cause
+	causeAt := time.Now().UTC()
+	postAlerts(t, base, postable{cause, causeAt, causeAt.Add(time.Hour)}, postable{dropped, start, causeAt})
+
+	// The support route waits 30 s (group_wait): collect until the other
+	// receiver's warning has arrived, plus a margin for a late straggler.
+	deadline := time.After(45 * time.Second)
+	for !slices.ContainsFunc(sink.notifications(), func(n notification) bool { return notifies(n, other, "firing") }) {
+		select {
+		case <-sink.seen:
+		case <-deadline:
+			t.Fatalf("no notification for %v within 45 s: %+v\nalertmanager log:\n%s", other, sink.notifications(), stop())
+		}
+	}
+	time.Sleep(2 * time.Second)
+
+	got := sink.notifications()
+	if len(got) == 0 || got[0].receiver != "pager" || !notifies(got[0], cause, "firing") {
+		t.Fatalf("first notification is not the page for %v: %+v", cause, got)
+	}
+	if d := got[0].at.Sub(causeAt); d > 15*time.Second {
+		t.Errorf("the page went out %s after the cause reached Alertmanager, want within the pager's group_wait (10s)", d)
+	} else {
+		t.Logf("page sent %s after the cause reached Alertmanager", d.Round(100*time.Millisecond))
+	}
+	for _, n := range got {
+		if notifies(n, held, "") || notifies(n, dropped, "") {
+			t.Errorf("notification about a symptom of the paused receiver: %+v", n)
+		}
+	}
+
+	// The cause resolves: the dropped symptom stays resolved, the held one
+	// (still firing in Prometheus) is active and no longer inhibited.
+	postAlerts(t, base, postable{cause, causeAt, time.Now().UTC()})
+	states := func() map[string]string {
+		resp, err := amClient.Get(base + "/api/v2/alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var all []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				State string `json:"state"`
+			} `json:"status"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+			t.Fatal(err)
+		}
+		out := make(map[string]string)
+		for _, a := range all {
+			out[a.Labels["alertname"]+"/"+a.Labels["topic"]] = a.Status.State
+		}
+		return out
+	}
+	var last map[string]string
+	if !poll(10*time.Second, func() bool {
+		last = states()
+		_, causeListed := last["FanoutReceiverPaused/orders"]
+		_, droppedListed := last["FanoutPartitionPaused/orders"]
+		return !causeListed && !droppedListed && last["FanoutRouteCongested/orders"] == "active"
+	}) {
+		t.Errorf("after the cause resolved: alerts %v, want only the held symptom (active) and payments' warning", last)
+	}
+	for _, n := range sink.notifications() {
+		if notifies(n, dropped, "firing") {
+			t.Errorf("the dropped symptom came back after its cause resolved: %+v", n)
+		}
+	}
+}
+
+// notifies reports whether n carries an alert with exactly these labels,
+// in the given status ("" for any).
+func notifies(n notification, labels map[string]string, status string) bool {
+	return slices.ContainsFunc(n.Alerts, func(a struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	}) bool {
+		return maps.Equal(a.Labels, labels) && (status == "" || a.Status == status)
+	})
 }

@@ -6,8 +6,8 @@
 // Each tool is built from its module at a pinned version whose go.sum hash
 // is checked before the build, with that module's own go.mod and go.sum
 // (as `go install module/cmd/x@version` would), so the product's go.mod
-// stays its own. Binaries land in .cache/tools/<module>-<version>/, so a
-// new pin builds anew and a stale binary is never picked up.
+// stays its own. Binaries land in .cache/tools/<module>-<version>[+tags]/,
+// so a new pin builds anew and a stale binary is never picked up.
 //
 // `go run ./tools/install` (the Makefile's tools target, which test
 // depends on) builds the missing ones.
@@ -36,7 +36,8 @@ type Tool struct {
 	Package string // main package, relative to the module root
 	// Tags are build tags: remove_all_sd drops Prometheus' cloud service
 	// discovery plugins, which neither the tests nor promtool's rule
-	// commands use, and which are most of the build time.
+	// commands use, and which are most of the build time; enable_dns_sd
+	// keeps DNS discovery, which deploy/prometheus.yml uses.
 	Tags string
 	// Stamp is the version the binary reports (--version); the modules
 	// leave it to their release builds' ldflags.
@@ -63,9 +64,9 @@ const (
 // All is every pinned tool, in build order.
 var All = []Tool{
 	{Name: "promtool", Module: prometheusModule, Version: prometheusVer, Sum: prometheusSum,
-		Package: "cmd/promtool", Tags: "remove_all_sd", Stamp: "3.16.0"},
+		Package: "cmd/promtool", Tags: "remove_all_sd,enable_dns_sd", Stamp: "3.16.0"},
 	{Name: "prometheus", Module: prometheusModule, Version: prometheusVer, Sum: prometheusSum,
-		Package: "cmd/prometheus", Tags: "remove_all_sd", Stamp: "3.16.0"},
+		Package: "cmd/prometheus", Tags: "remove_all_sd,enable_dns_sd", Stamp: "3.16.0"},
 	{Name: "amtool", Module: alertmanagerModule, Version: alertmanagerVer, Sum: alertmanagerSum,
 		Package: "cmd/amtool", Stamp: "0.35.0"},
 	{Name: "alertmanager", Module: alertmanagerModule, Version: alertmanagerVer, Sum: alertmanagerSum,
@@ -85,9 +86,14 @@ func Lookup(name string) (Tool, bool) {
 	return Tool{}, false
 }
 
-// Dir is the folder of the tool's binary under root (the repository).
+// Dir is the folder of the tool's binary under root (the repository). It
+// names the version and the tags, so that a change of either builds anew.
 func (t Tool) Dir(root string) string {
-	return filepath.Join(root, ".cache", "tools", path.Base(t.Module)+"-"+t.Version)
+	name := path.Base(t.Module) + "-" + t.Version
+	if t.Tags != "" {
+		name += "+" + strings.ReplaceAll(t.Tags, ",", "+")
+	}
+	return filepath.Join(root, ".cache", "tools", name)
 }
 
 // Bin is the path of the tool's binary under root.
