@@ -370,7 +370,10 @@ type expAlert struct {
 type ruleTestFile struct {
 	RuleFiles []string `yaml:"rule_files"`
 	Tests     []struct {
-		Name          string `yaml:"name"`
+		Name           string `yaml:"name"`
+		PromqlExprTest []struct {
+			Expr string `yaml:"expr"`
+		} `yaml:"promql_expr_test"`
 		AlertRuleTest []struct {
 			EvalTime  string     `yaml:"eval_time"`
 			Alertname string     `yaml:"alertname"`
@@ -1030,4 +1033,83 @@ func notifies(n notification, labels map[string]string, status string) bool {
 	}) bool {
 		return maps.Equal(a.Labels, labels) && (status == "" || a.Status == status)
 	})
+}
+
+// runbookQueries returns the lines of the runbook's promql blocks, each a
+// query (a trailing # comment included).
+func runbookQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(runbookFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "```promql":
+			in = true
+		case strings.HasPrefix(line, "```"):
+			in = false
+		case in && line != "" && !strings.HasPrefix(line, "#"):
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestRunbookQueriesParse checks every PromQL query of the runbook with
+// promtool, as recording rules of a temporary rule file.
+func TestRunbookQueriesParse(t *testing.T) {
+	queries := runbookQueries(t)
+	if len(queries) < 20 {
+		t.Fatalf("found %d runbook queries; the promql blocks were not found", len(queries))
+	}
+	type recording struct {
+		Record string `json:"record"`
+		Expr   string `json:"expr"`
+	}
+	var rules []recording
+	for i, q := range queries {
+		rules = append(rules, recording{fmt.Sprintf("runbook_query_%d", i), q})
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"groups": []any{map[string]any{"name": "runbook-queries", "rules": rules}},
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "runbook-queries.yml")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "promtool", "check", "rules", "--lint=none", f)
+}
+
+// TestRunbookCulpritQueriesTested requires every runbook query marked
+// "# culprit" (it names the route or instance to look at) to be run, as
+// written, by a promql_expr_test of rules_test.yml against an incident's
+// recorded series.
+func TestRunbookCulpritQueriesTested(t *testing.T) {
+	tested := make(map[string]bool)
+	for _, tc := range loadRuleTests(t).Tests {
+		for _, pt := range tc.PromqlExprTest {
+			tested[strings.TrimSpace(pt.Expr)] = true
+		}
+	}
+	n := 0
+	for _, q := range runbookQueries(t) {
+		expr, comment, ok := strings.Cut(q, "#")
+		if !ok || !strings.HasPrefix(strings.TrimSpace(comment), "culprit") {
+			continue
+		}
+		n++
+		if expr = strings.TrimSpace(expr); !tested[expr] {
+			t.Errorf("runbook culprit query %q is not a promql_expr_test of %s", expr, rulesTestFile)
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d culprit queries in the runbook, want at least 5", n)
+	}
 }
