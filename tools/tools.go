@@ -156,7 +156,7 @@ func Install(ctx context.Context, root string, t Tool, out *bytes.Buffer) (built
 	if err := os.MkdirAll(t.Dir(root), 0o755); err != nil {
 		return false, err
 	}
-	tmp := bin + ".tmp"
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid()) // two builds at once each rename a whole binary
 	args := []string{"build", "-C", src, "-mod=readonly", "-trimpath", "-o", tmp,
 		"-ldflags", "-s -w -X github.com/prometheus/common/version.Version=" + t.Stamp}
 	if t.Tags != "" {
