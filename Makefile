@@ -4,20 +4,27 @@ STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 
-.PHONY: build test test-unit lint bench fuzz clean
+.PHONY: build test test-unit tools lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fanout .
 
 # The README's test command: every test, race detector on. The alerting
-# tests need promtool and amtool, the integration tests a Kafka broker
-# (see README "Tests"); both fail loudly, never skip, when missing.
-test:
+# and runbook tests run promtool, prometheus, amtool and alertmanager, which
+# the tools target builds from the Go module proxy at the versions pinned in
+# tools/tools.go; the integration tests need a Kafka broker (see README
+# "Tests"). Both fail loudly, never skip, when missing.
+test: tools
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 # Fast tests only: no real broker.
-test-unit:
+test-unit: tools
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration_test)
+
+# The pinned test tools, built once into .cache/tools (a few minutes the
+# first time, nothing afterwards).
+tools:
+	$(GO) run ./tools/install
 
 lint:
 	@unformatted=$$(gofmt -l .); \

@@ -6,18 +6,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/receiver-fanout/fanout/tools"
 )
 
 // The files under test, relative to this package's directory (go test runs
@@ -30,7 +35,6 @@ const (
 	runbookFile      = "../docs/runbook.md"
 
 	runbookBase = "https://github.com/receiver-fanout/fanout/blob/main/docs/runbook.md"
-	installHint = "apt-get install prometheus prometheus-alertmanager"
 )
 
 // knownMetrics is every metric the worker exports: the DESIGN.md table plus
@@ -64,17 +68,16 @@ var knownMetrics = []string{
 	"fanout_route_dead_letter_failures_total",
 }
 
-// tool returns the path of the first of names found on PATH. A missing tool
-// fails the test: these checks are the point of the package, never optional.
-func tool(t *testing.T, names ...string) string {
+// tool returns the path of the pinned tool called name (see package
+// tools), never one found on PATH. A missing tool fails the test, saying
+// how to build it: these checks are the point of the package.
+func tool(t *testing.T, name string) string {
 	t.Helper()
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
+	p, err := tools.Path(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s not found on PATH: install it with `%s`", strings.Join(names, " or "), installHint)
-	return ""
+	return p
 }
 
 // run runs a tool to completion and fails the test on a non-zero exit.
@@ -135,8 +138,12 @@ func TestAlertmanagerRoutes(t *testing.T) {
 // TestAlertmanagerInhibition starts a real Alertmanager on loopback with
 // alertmanager.yml, posts alerts, and checks which come back suppressed.
 // amtool cannot test inhibition offline.
-func TestAlertmanagerInhibition(t *testing.T) {
-	bin := tool(t, "prometheus-alertmanager", "alertmanager")
+// startAlertmanager runs the pinned Alertmanager on a free loopback port
+// with config, waits until it is ready, and returns its base URL and a
+// function that stops it and returns its log.
+func startAlertmanager(t *testing.T, config string) (string, func() string) {
+	t.Helper()
+	bin := tool(t, "alertmanager")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +153,7 @@ func TestAlertmanagerInhibition(t *testing.T) {
 
 	var logs bytes.Buffer
 	cmd := exec.Command(bin,
-		"--config.file="+alertmanagerFile,
+		"--config.file="+config,
 		"--storage.path="+t.TempDir(),
 		"--web.listen-address="+addr,
 		"--cluster.listen-address=",
@@ -167,9 +174,8 @@ func TestAlertmanagerInhibition(t *testing.T) {
 	t.Cleanup(func() { stop() })
 
 	base := "http://" + addr
-	client := &http.Client{Timeout: 5 * time.Second}
 	if !poll(15*time.Second, func() bool {
-		resp, err := client.Get(base + "/-/ready")
+		resp, err := amClient.Get(base + "/-/ready")
 		if err != nil {
 			return false
 		}
@@ -178,18 +184,53 @@ func TestAlertmanagerInhibition(t *testing.T) {
 	}) {
 		t.Fatalf("alertmanager on %s not ready:\n%s", addr, stop())
 	}
+	return base, stop
+}
+
+var amClient = &http.Client{Timeout: 5 * time.Second}
+
+// postable is an alert as Prometheus posts it to /api/v2/alerts.
+type postable struct {
+	Labels   map[string]string `json:"labels"`
+	StartsAt time.Time         `json:"startsAt"`
+	EndsAt   time.Time         `json:"endsAt"`
+}
+
+func postAlerts(t *testing.T, base string, alerts ...postable) {
+	t.Helper()
+	b, err := json.Marshal(alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := amClient.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /api/v2/alerts: %s: %s", resp.Status, msg)
+	}
+}
+
+// labelSet builds a label map from key, value pairs.
+func labelSet(kv ...string) map[string]string {
+	m := make(map[string]string)
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+func TestAlertmanagerInhibition(t *testing.T) {
+	base, stop := startAlertmanager(t, alertmanagerFile)
+	client := amClient
 
 	type alert struct {
 		labels     map[string]string
 		suppressed bool
 	}
-	L := func(kv ...string) map[string]string {
-		m := make(map[string]string)
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return m
-	}
+	L := labelSet
 	alerts := []alert{
 		// orders is paused as a whole: its per-route/partition/lag alerts are muted.
 		{L("alertname", "FanoutReceiverPaused", "severity", "critical", "job", "fanout", "topic", "orders"), false},
@@ -208,31 +249,16 @@ func TestAlertmanagerInhibition(t *testing.T) {
 		// No ready instance at all mutes the per-instance warning.
 		{L("alertname", "FanoutNoReadyInstance", "severity", "critical", "job", "fanout"), false},
 		{L("alertname", "FanoutInstanceNotReady", "severity", "warning", "job", "fanout", "instance", "w1"), true},
+		{L("alertname", "FanoutInstanceDown", "severity", "warning", "job", "fanout", "instance", "w2"), true},
+		{L("alertname", "FanoutInstanceDown", "severity", "warning", "job", "fanout-eu", "instance", "e1"), false},
 	}
 
 	now := time.Now().UTC()
-	type postable struct {
-		Labels   map[string]string `json:"labels"`
-		StartsAt time.Time         `json:"startsAt"`
-		EndsAt   time.Time         `json:"endsAt"`
-	}
 	var body []postable
 	for _, a := range alerts {
 		body = append(body, postable{a.labels, now, now.Add(time.Hour)})
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Post(base+"/api/v2/alerts", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /api/v2/alerts: %s: %s", resp.Status, msg)
-	}
+	postAlerts(t, base, body...)
 
 	key := func(m map[string]string) string {
 		keys := make([]string, 0, len(m))
@@ -307,6 +333,7 @@ type rule struct {
 	Record      string            `yaml:"record"`
 	Expr        string            `yaml:"expr"`
 	For         string            `yaml:"for"`
+	KeepFiring  string            `yaml:"keep_firing_for"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
@@ -344,7 +371,10 @@ type expAlert struct {
 type ruleTestFile struct {
 	RuleFiles []string `yaml:"rule_files"`
 	Tests     []struct {
-		Name          string `yaml:"name"`
+		Name           string `yaml:"name"`
+		PromqlExprTest []struct {
+			Expr string `yaml:"expr"`
+		} `yaml:"promql_expr_test"`
 		AlertRuleTest []struct {
 			EvalTime  string     `yaml:"eval_time"`
 			Alertname string     `yaml:"alertname"`
@@ -389,9 +419,6 @@ func TestRuleConventions(t *testing.T) {
 				t.Errorf("%s: annotation %s missing", r.Alert, a)
 			}
 		}
-		if strings.Contains(r.Annotations["summary"], "{{") {
-			t.Errorf("%s: summary should be static so grouped alerts share it", r.Alert)
-		}
 		anchor := strings.ToLower(r.Alert)
 		if want := runbookBase + "#" + anchor; r.Annotations["runbook_url"] != want {
 			t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
@@ -401,6 +428,35 @@ func TestRuleConventions(t *testing.T) {
 		}
 		if strings.Contains(r.Expr, "receiver=") || strings.Contains(r.Expr, "(receiver") {
 			t.Errorf("%s: a receiver is labelled topic, not receiver", r.Alert)
+		}
+	}
+}
+
+// TestSummariesNameReceiverAndRoute checks, on every alert the promtool
+// tests expect, that the summary (the headline a page or ticket is titled
+// with) names the receiver and the route the alert is about, and that every
+// alert has such a case.
+func TestSummariesNameReceiverAndRoute(t *testing.T) {
+	checked := make(map[string]bool)
+	for _, tc := range loadRuleTests(t).Tests {
+		for _, at := range tc.AlertRuleTest {
+			for _, a := range at.ExpAlerts {
+				summary, ok := a.ExpAnnotations["summary"]
+				if !ok {
+					continue
+				}
+				checked[at.Alertname] = true
+				for _, l := range []string{"topic", "route"} {
+					if v := a.ExpLabels[l]; v != "" && !strings.Contains(summary, v) {
+						t.Errorf("%s (test %q): summary %q does not name its %s %q", at.Alertname, tc.Name, summary, l, v)
+					}
+				}
+			}
+		}
+	}
+	for _, r := range loadRules(t) {
+		if !checked[r.Alert] {
+			t.Errorf("%s: no promtool case checks its annotations", r.Alert)
 		}
 	}
 }
@@ -806,5 +862,255 @@ func TestMetricNames(t *testing.T) {
 	}
 	if got, err := MetricNames(); err != nil || len(got) != 0 {
 		t.Errorf("MetricNames() = %q, %v; want empty", got, err)
+	}
+}
+
+// notification is one webhook call from Alertmanager.
+type notification struct {
+	at       time.Time
+	receiver string // the URL path: pager or support
+	Status   string `json:"status"`
+	Alerts   []struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	} `json:"alerts"`
+}
+
+// webhookSink collects Alertmanager's webhook notifications.
+type webhookSink struct {
+	mu   sync.Mutex
+	got  []notification
+	srv  *httptest.Server
+	seen chan struct{} // receives after each notification
+}
+
+func newWebhookSink(t *testing.T) *webhookSink {
+	s := &webhookSink{seen: make(chan struct{}, 64)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.at = time.Now()
+		n.receiver = strings.TrimPrefix(r.URL.Path, "/")
+		s.mu.Lock()
+		s.got = append(s.got, n)
+		s.mu.Unlock()
+		select {
+		case s.seen <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *webhookSink) notifications() []notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+// shippedConfigWithURL writes alertmanager.yml with its placeholder
+// webhook base (http://127.0.0.1:9099) replaced by base, and nothing else
+// changed, as an operator deploys it.
+func shippedConfigWithURL(t *testing.T, base string) string {
+	t.Helper()
+	b, err := os.ReadFile(alertmanagerFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const placeholder = "http://127.0.0.1:9099/"
+	if !bytes.Contains(b, []byte(placeholder)) {
+		t.Fatalf("%s: no webhook URL under %s to point at the test's listener", alertmanagerFile, placeholder)
+	}
+	f := filepath.Join(t.TempDir(), "alertmanager.yml")
+	if err := os.WriteFile(f, bytes.ReplaceAll(b, []byte(placeholder), []byte(base+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestAlertmanagerNotifiesCauseFirst runs the shipped alertmanager.yml (its
+// webhook URLs pointed at a listener) with the worst ordering Prometheus
+// could produce: two symptoms of orders arrive before their cause; then the
+// cause arrives, with one symptom resolved (rules.yml drops a symptom while
+// its cause fires) and the other still firing (one that fired before the
+// stall began). No notification about either symptom may go out while the
+// cause fires; the page goes out first, within the pager's group_wait. Once
+// the cause resolves, the dropped symptom stays gone and the held one is
+// active again (its own condition still holds). A symptom of another
+// receiver is notified as usual.
+func TestAlertmanagerNotifiesCauseFirst(t *testing.T) {
+	sink := newWebhookSink(t)
+	base, stop := startAlertmanager(t, shippedConfigWithURL(t, sink.srv.URL))
+
+	cause := labelSet("alertname", "FanoutReceiverPaused", "severity", "critical", "job", "fanout", "topic", "orders")
+	held := labelSet("alertname", "FanoutRouteCongested", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "orders", "route", "crm")
+	dropped := labelSet("alertname", "FanoutPartitionPaused", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "orders", "partition", "0")
+	other := labelSet("alertname", "FanoutRouteCongested", "severity", "warning", "job", "fanout", "instance", "w1", "topic", "payments", "route", "ledger")
+
+	start := time.Now().UTC()
+	postAlerts(t, base, postable{held, start, start.Add(time.Hour)}, postable{dropped, start, start.Add(time.Hour)},
+		postable{other, start, start.Add(time.Hour)})
+	time.Sleep(2 * time.Second) // the symptoms are in Alertmanager before their cause
+	causeAt := time.Now().UTC()
+	postAlerts(t, base, postable{cause, causeAt, causeAt.Add(time.Hour)}, postable{dropped, start, causeAt})
+
+	// The support route waits 30 s (group_wait): collect until the other
+	// receiver's warning has arrived, plus a margin for a late straggler.
+	deadline := time.After(45 * time.Second)
+	for !slices.ContainsFunc(sink.notifications(), func(n notification) bool { return notifies(n, other, "firing") }) {
+		select {
+		case <-sink.seen:
+		case <-deadline:
+			t.Fatalf("no notification for %v within 45 s: %+v\nalertmanager log:\n%s", other, sink.notifications(), stop())
+		}
+	}
+	time.Sleep(2 * time.Second)
+
+	got := sink.notifications()
+	if len(got) == 0 || got[0].receiver != "pager" || !notifies(got[0], cause, "firing") {
+		t.Fatalf("first notification is not the page for %v: %+v", cause, got)
+	}
+	if d := got[0].at.Sub(causeAt); d > 15*time.Second {
+		t.Errorf("the page went out %s after the cause reached Alertmanager, want within the pager's group_wait (10s)", d)
+	} else {
+		t.Logf("page sent %s after the cause reached Alertmanager", d.Round(100*time.Millisecond))
+	}
+	for _, n := range got {
+		if notifies(n, held, "") || notifies(n, dropped, "") {
+			t.Errorf("notification about a symptom of the paused receiver: %+v", n)
+		}
+	}
+
+	// The cause resolves: the dropped symptom stays resolved, the held one
+	// (still firing in Prometheus) is active and no longer inhibited.
+	postAlerts(t, base, postable{cause, causeAt, time.Now().UTC()})
+	states := func() map[string]string {
+		resp, err := amClient.Get(base + "/api/v2/alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var all []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				State string `json:"state"`
+			} `json:"status"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+			t.Fatal(err)
+		}
+		out := make(map[string]string)
+		for _, a := range all {
+			out[a.Labels["alertname"]+"/"+a.Labels["topic"]] = a.Status.State
+		}
+		return out
+	}
+	var last map[string]string
+	if !poll(10*time.Second, func() bool {
+		last = states()
+		_, causeListed := last["FanoutReceiverPaused/orders"]
+		_, droppedListed := last["FanoutPartitionPaused/orders"]
+		return !causeListed && !droppedListed && last["FanoutRouteCongested/orders"] == "active"
+	}) {
+		t.Errorf("after the cause resolved: alerts %v, want only the held symptom (active) and payments' warning", last)
+	}
+	for _, n := range sink.notifications() {
+		if notifies(n, dropped, "firing") {
+			t.Errorf("the dropped symptom came back after its cause resolved: %+v", n)
+		}
+	}
+}
+
+// notifies reports whether n carries an alert with exactly these labels,
+// in the given status ("" for any).
+func notifies(n notification, labels map[string]string, status string) bool {
+	return slices.ContainsFunc(n.Alerts, func(a struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	}) bool {
+		return maps.Equal(a.Labels, labels) && (status == "" || a.Status == status)
+	})
+}
+
+// runbookQueries returns the lines of the runbook's promql blocks, each a
+// query (a trailing # comment included).
+func runbookQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(runbookFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "```promql":
+			in = true
+		case strings.HasPrefix(line, "```"):
+			in = false
+		case in && line != "" && !strings.HasPrefix(line, "#"):
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestRunbookQueriesParse checks every PromQL query of the runbook with
+// promtool, as recording rules of a temporary rule file.
+func TestRunbookQueriesParse(t *testing.T) {
+	queries := runbookQueries(t)
+	if len(queries) < 20 {
+		t.Fatalf("found %d runbook queries; the promql blocks were not found", len(queries))
+	}
+	type recording struct {
+		Record string `json:"record"`
+		Expr   string `json:"expr"`
+	}
+	var rules []recording
+	for i, q := range queries {
+		rules = append(rules, recording{fmt.Sprintf("runbook_query_%d", i), q})
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"groups": []any{map[string]any{"name": "runbook-queries", "rules": rules}},
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "runbook-queries.yml")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "promtool", "check", "rules", "--lint=none", f)
+}
+
+// TestRunbookCulpritQueriesTested requires every runbook query marked
+// "# culprit" (it names the route or instance to look at) to be run, as
+// written, by a promql_expr_test of rules_test.yml against an incident's
+// recorded series.
+func TestRunbookCulpritQueriesTested(t *testing.T) {
+	tested := make(map[string]bool)
+	for _, tc := range loadRuleTests(t).Tests {
+		for _, pt := range tc.PromqlExprTest {
+			tested[strings.TrimSpace(pt.Expr)] = true
+		}
+	}
+	n := 0
+	for _, q := range runbookQueries(t) {
+		expr, comment, ok := strings.Cut(q, "#")
+		if !ok || !strings.HasPrefix(strings.TrimSpace(comment), "culprit") {
+			continue
+		}
+		n++
+		if expr = strings.TrimSpace(expr); !tested[expr] {
+			t.Errorf("runbook culprit query %q is not a promql_expr_test of %s", expr, rulesTestFile)
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d culprit queries in the runbook, want at least 5", n)
 	}
 }

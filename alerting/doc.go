@@ -4,9 +4,9 @@
 // and the Grafana dashboard (dashboard.json). The runbook linked from every
 // alert is docs/runbook.md.
 //
-// The tests of this package run the real tools, promtool and amtool (Debian:
-// apt-get install prometheus prometheus-alertmanager), and fail when they are
-// missing. They also check that every fanout_* metric named by the rules and
+// The tests of this package run the real tools, promtool, amtool and
+// alertmanager, at the versions pinned in package tools (`make tools` builds
+// them from the Go module proxy), and fail when they are missing. They also check that every fanout_* metric named by the rules and
 // the dashboard is one the worker exports; MetricNames extracts those names
 // so that a test against a running worker can check the same list.
 package alerting

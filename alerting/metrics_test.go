@@ -220,7 +220,9 @@ fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="1"}
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="2"} 2
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="2.5"} 2
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="5"} 3
+fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="5.5"} 3
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="10"} 3
+fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="11"} 3
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="30"} 3
 fanout_route_delivery_duration_seconds_bucket{route="crm",topic="orders",le="+Inf"} 4
 fanout_route_delivery_duration_seconds_sum{route="crm",topic="orders"} 44.515625
