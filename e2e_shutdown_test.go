@@ -2,8 +2,8 @@ package main
 
 import (
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,4 +182,3 @@ func TestRun_signalBeforeJoiningExitsZero(t *testing.T) {
 		t.Fatal("no exit")
 	}
 }
-
