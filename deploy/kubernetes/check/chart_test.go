@@ -550,7 +550,7 @@ func TestChart_rulesFileIsTheRepositorys(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Mode()&os.ModeSymlink == 0 {
-		t.Fatalf("%s is a %s, want a symbolic link to alerting/rules.yml (a copy would drift)", link, st.Mode().Type())
+		t.Fatalf("%s is a %s, want a symbolic link to alerting/rules.yml (a copy would drift)", link, describeMode(st.Mode()))
 	}
 	got, err := filepath.EvalSymlinks(link)
 	if err != nil {
@@ -613,4 +613,11 @@ func TestChart_rejectsBadValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+func describeMode(m os.FileMode) string {
+	if m.IsRegular() {
+		return "regular file (a copy)"
+	}
+	return m.Type().String()
 }
