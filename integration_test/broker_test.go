@@ -54,7 +54,8 @@ var (
 	brokerErr error
 )
 
-const howToGetABroker = `no Kafka broker for the integration tests. Any one of:
+// howToGetABroker follows the word that no broker could be had.
+const howToGetABroker = `Any one of:
   - install Java 17+ and Maven: scripts/kafka-local.sh then starts a broker of the
     tests' own (Debian: apt-get install openjdk-17-jre-headless maven);
   - run a Docker engine (testcontainers-go starts apache/kafka), with Java and Maven
@@ -128,7 +129,7 @@ func findBroker() (*broker, error) {
 	}
 	b, err := ownBroker()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("no Kafka broker for the integration tests: %w", err)
 	}
 	// the package's broker is the own one: stopOwnBroker must not stop it twice
 	own.shared = true
@@ -185,7 +186,7 @@ func ownBroker() (*broker, error) {
 		_, javaErr := exec.LookPath("java")
 		_, mvnErr := exec.LookPath("mvn")
 		if javaErr != nil || mvnErr != nil {
-			own.err = errors.New(howToGetABroker)
+			own.err = errors.New("scripts/kafka-local.sh needs java and mvn, and they are not on PATH. " + howToGetABroker)
 			return
 		}
 		own.b, own.err = localBroker()
@@ -215,6 +216,7 @@ func localBroker() (*broker, error) {
 		}
 		lastErr = err
 		// a picked port taken between the pick and the start: pick again
+		// (a port the user chose is theirs to change)
 		if !picked || !strings.Contains(err.Error(), "already in use") {
 			break
 		}
@@ -222,6 +224,8 @@ func localBroker() (*broker, error) {
 	return nil, lastErr
 }
 
+// startLocalBroker starts one; picked reports a failure that fresh ports
+// may cure.
 func startLocalBroker() (b *broker, picked bool, err error) {
 	dir, err := os.MkdirTemp("", "fanout-it-kafka-")
 	if err != nil {
@@ -269,7 +273,7 @@ func startLocalBroker() (b *broker, picked bool, err error) {
 	out, err := runScript("start")
 	if err != nil {
 		cleanup()
-		return nil, len(need) > 0, err
+		return nil, len(need) == len(portVars), err
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	addr := strings.TrimSpace(lines[len(lines)-1])
@@ -293,7 +297,7 @@ func startLocalBroker() (b *broker, picked bool, err error) {
 		ours:    true,
 		restart: func() error { _, err := runScript("restart"); return err },
 		stop:    cleanup,
-	}, len(need) > 0, nil
+	}, false, nil
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
