@@ -22,8 +22,11 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
@@ -84,13 +87,7 @@ func TestChart_profiles(t *testing.T) {
 				t.Fatalf("kinds %v, want %v", kinds, want)
 			}
 			for _, m := range o.all {
-				meta, err := metaOf(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if meta.GetNamespace() != namespace {
-					t.Errorf("%s %s: namespace %q, want the release's %q", m.source, meta.GetName(), meta.GetNamespace(), namespace)
-				}
+				checkMeta(t, m)
 			}
 			sts := only[*appsv1.StatefulSet](t, o)
 			pod := newPod(t, o, sts)
@@ -114,12 +111,50 @@ func TestChart_profiles(t *testing.T) {
 	}
 }
 
-func metaOf(m manifest) (metav1.Object, error) {
+// checkMeta holds an object's name, namespace and labels to the API
+// server's rules (strict decoding checks fields and types, not values).
+func checkMeta(t *testing.T, m manifest) {
+	t.Helper()
 	type withMeta interface{ GetObjectMeta() metav1.Object }
-	if v, ok := m.obj.(withMeta); ok {
-		return v.GetObjectMeta(), nil
+	v, ok := m.obj.(withMeta)
+	if !ok {
+		t.Fatalf("%s: %T has no object meta", m.source, m.obj)
 	}
-	return nil, fmt.Errorf("%s: %T has no object meta", m.source, m.obj)
+	meta := v.GetObjectMeta()
+	if meta.GetNamespace() != namespace {
+		t.Errorf("%s %s: namespace %q, want the release's %q", m.source, meta.GetName(), meta.GetNamespace(), namespace)
+	}
+	nameErrs := validation.IsDNS1123Subdomain(meta.GetName())
+	if _, isService := m.obj.(*corev1.Service); isService {
+		nameErrs = validation.IsDNS1035Label(meta.GetName())
+	}
+	for _, e := range nameErrs {
+		t.Errorf("%s: name %q: %s", m.source, meta.GetName(), e)
+	}
+	for _, e := range metav1validation.ValidateLabels(meta.GetLabels(), field.NewPath("metadata", "labels")) {
+		t.Errorf("%s: %v", m.source, e)
+	}
+	if sts, ok := m.obj.(*appsv1.StatefulSet); ok {
+		// its pods are labelled controller-revision-hash=<name>-<10 characters>
+		if n := len(sts.Name); n > 52 {
+			t.Errorf("StatefulSet name %q has %d characters: its pods' revision label would pass 63", sts.Name, n)
+		}
+		for _, e := range metav1validation.ValidateLabels(sts.Spec.Template.Labels, field.NewPath("spec", "template", "metadata", "labels")) {
+			t.Errorf("%s: %v", m.source, e)
+		}
+		for _, c := range sts.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				for _, msg := range validation.IsEnvVarName(e.Name) {
+					t.Errorf("container %s: env %q: %s", c.Name, e.Name, msg)
+				}
+			}
+			for _, p := range c.Ports {
+				for _, msg := range validation.IsValidPortName(p.Name) {
+					t.Errorf("container %s: port name %q: %s", c.Name, p.Name, msg)
+				}
+			}
+		}
+	}
 }
 
 // pod is the StatefulSet's pod template with its one container.
