@@ -32,7 +32,8 @@ func buildWorker(dir string) error {
 // signing secret.
 const dummySecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
-// checkValidate runs `fanout validate` as the pod would: the container's
+// checkValidate runs `fanout validate` as the pod would, and wants it to
+// pass without a warning: the container's
 // environment (references resolved as the kubelet does, Secrets by
 // dummySecret) and its volumes laid out under a temporary root, so that
 // FANOUT_CONFIG reads the rendered ConfigMap and the TLS paths find the
@@ -125,5 +126,13 @@ func checkValidate(t *testing.T, o *objects, p *pod) {
 	}
 	if !strings.Contains(stdout.String(), "is valid") {
 		t.Fatalf("fanout validate printed no verdict:\n%s", stdout.String())
+	}
+	// A warning is a pod that will not work as configured: for one, a
+	// worst-case memory above GOMEMLIMIT, with which `fanout run` refuses
+	// to start.
+	for _, line := range strings.Split(stdout.String()+stderr.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(strings.ToLower(line)), "warning") {
+			t.Errorf("fanout validate in the pod's environment: %s\n%s", line, stdout.String())
+		}
 	}
 }
