@@ -30,16 +30,81 @@ var (
 	freeAddr = testkit.FreeAddr
 )
 
-// names returns topic and group names unique to this test run.
+// names returns topic and group names unique to this test run. On a
+// broker the tests did not start (KAFKA_BROKERS), the topics and groups
+// named after them (the spill group <name>.spill too) are deleted when the
+// test ends.
 func names(t *testing.T, n int) []string {
 	t.Helper()
 	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	suffix := strconv.FormatUint(rand.Uint64()%1_000_000, 36)
+	prefix := fmt.Sprintf("%s-%s-", base, suffix)
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("%s-%s-%d", base, suffix, i)
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	if b := kafka; !b.ours {
+		t.Cleanup(func() { deleteNamed(t, b, prefix) })
 	}
 	return out
+}
+
+// deleteNamed deletes b's topics and groups whose names start with prefix.
+// It runs after the test's workers stopped (cleanups run last in, first
+// out). A topic left behind fails the test; a group that is not empty yet
+// (a killed member not timed out) is only logged, as its offsets expire
+// with the broker's offsets.retention.minutes.
+func deleteNamed(t *testing.T, b *broker, prefix string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.plain...))
+	if err != nil {
+		t.Errorf("delete %s* on %s: %v", prefix, b.source, err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Errorf("list topics on %s to delete %s*: %v", b.source, prefix, err)
+		return
+	}
+	var mine []string
+	for _, name := range topics.Names() {
+		if strings.HasPrefix(name, prefix) {
+			mine = append(mine, name)
+		}
+	}
+	if len(mine) > 0 {
+		resp, err := adm.DeleteTopics(ctx, mine...)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Errorf("delete topics %v on %s: %v", mine, b.source, err)
+		}
+	}
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Logf("list groups on %s to delete %s*: %v", b.source, prefix, err)
+		return
+	}
+	var gs []string
+	for _, g := range groups.Groups() {
+		if strings.HasPrefix(g, prefix) {
+			gs = append(gs, g)
+		}
+	}
+	if len(gs) == 0 {
+		return
+	}
+	resp, err := adm.DeleteGroups(ctx, gs...)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Logf("delete groups %v on %s: %v", gs, b.source, err)
+	}
 }
 
 func client(t *testing.T, opts ...kgo.Opt) *kgo.Client {

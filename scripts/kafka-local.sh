@@ -101,8 +101,16 @@ fetch_libs() {
 	fi
 	command -v "$MVN" >/dev/null || die "$MVN not found: Maven is needed once to fetch Kafka $KAFKA_VERSION (apt-get install -y maven)"
 	[[ -f $POM ]] || die "missing $POM"
-	log "fetching Kafka $KAFKA_VERSION and its dependencies with Maven into $CACHE_ROOT/$KAFKA_VERSION"
 	mkdir -p "$CACHE_ROOT"
+	# brokers of other KAFKA_LOCAL_DIRs share the cache: one fetch at a time,
+	# and none replaces the jars under a broker that another one finished
+	exec 8>"$CACHE_ROOT/$KAFKA_VERSION.lock"
+	flock 8
+	if [[ -f "$CACHE_ROOT/$KAFKA_VERSION/.complete" ]]; then
+		exec 8>&-
+		return 0
+	fi
+	log "fetching Kafka $KAFKA_VERSION and its dependencies with Maven into $CACHE_ROOT/$KAFKA_VERSION"
 	local tmp
 	tmp=$(mktemp -d "$CACHE_ROOT/.fetch.XXXXXX")
 	# build.dir keeps Maven's target/ out of the source tree
@@ -125,6 +133,7 @@ fetch_libs() {
 	mv "$tmp/mvn.log" "$CACHE_ROOT/$KAFKA_VERSION/mvn.log"
 	rmdir "$tmp" 2>/dev/null || rm -rf "$tmp"
 	touch "$CACHE_ROOT/$KAFKA_VERSION/.complete"
+	exec 8>&-
 	log "cached $(find "$LIBS" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS" | cut -f1))"
 }
 
