@@ -67,6 +67,12 @@ bench:
 	$(GO) test -run='^$$' -bench=Throughput -benchtime=3x ./consumer/
 	$(GO) run ./benchmarks
 
+# The seeded soak test against Apache Kafka for 10 minutes of faults
+# (make test runs 25 seconds of it, and a kfake variant). SOAK_SEED=<seed>
+# replays a schedule.
+soak: check-cc
+	SOAK_FAULTS=$${SOAK_FAULTS:-10m} $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./integration_test/ 2>&1 | grep -v 'soak worker\|run.go:.*soak  *[0-9]'
+
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzAckTracker -fuzztime=30s ./fanout/
 

@@ -1,0 +1,141 @@
+// Package soak is the seeded randomized soak test of the worker: several
+// worker processes (the built binary) in one consumer group over a few
+// receivers with fast, slow, stalling and 5xx-bursting routes, while a
+// schedule drawn from a printed seed mixes joins, SIGTERMs, SIGKILLs,
+// broker restarts, stalls that start and end, transactional producers that
+// commit and abort, and large records. At the end it checks the promises:
+// every committed record reached every route, no aborted record reached
+// any, no committed offset went backwards, every partition reached its end
+// offset within a bound after the last fault, every SIGTERMed worker
+// exited 0 within its budget, and no worker's peak RSS passed the worst
+// case its configuration implies.
+//
+// The same seed replays the same schedule. Tests drive it (the root
+// package on kfake, integration_test on Apache Kafka); it is not part of
+// the product.
+package soak
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Kind is one kind of scheduled fault or event.
+type Kind string
+
+// The kinds of events a schedule mixes.
+const (
+	Join          Kind = "join"           // start a worker
+	Term          Kind = "sigterm"        // SIGTERM a running worker
+	Kill          Kind = "sigkill"        // SIGKILL a running worker
+	BrokerRestart Kind = "broker-restart" // restart the broker, keeping its data
+	StallStart    Kind = "stall-start"    // the stall route stops answering
+	StallEnd      Kind = "stall-end"
+	BurstStart    Kind = "burst-start" // the flaky route answers 503 to everything
+	BurstEnd      Kind = "burst-end"
+	TxnCommit     Kind = "txn-commit" // a transactional batch, committed
+	TxnAbort      Kind = "txn-abort"  // a transactional batch, aborted
+	Large         Kind = "large"      // a record of several hundred KiB
+)
+
+// Event is one step of a schedule.
+type Event struct {
+	At   time.Duration // after the start
+	Kind Kind
+	// Pick chooses among candidates (which worker to signal, which
+	// receiver gets the record): taken modulo their number when the event
+	// runs.
+	Pick int
+}
+
+// Schedule is a seeded list of events in time order.
+type Schedule struct {
+	Seed   uint64
+	Events []Event
+}
+
+// Options shape a schedule.
+type Options struct {
+	// Faults is how long faults keep coming; the run then lets everything
+	// settle.
+	Faults time.Duration
+	// Restarts allows broker restarts (the broker can be restarted).
+	Restarts bool
+	// MaxWorkers bounds the workers running at once.
+	MaxWorkers int
+}
+
+// NewSchedule draws a schedule from seed. The same seed and options give
+// the same schedule.
+func NewSchedule(seed uint64, o Options) Schedule {
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	s := Schedule{Seed: seed}
+	add := func(at time.Duration, k Kind) {
+		s.Events = append(s.Events, Event{At: at, Kind: k, Pick: rng.IntN(1 << 20)})
+	}
+	// Two workers from the start, so rebalances and kills have company.
+	add(0, Join)
+	add(0, Join)
+	// Faults arrive every 0.5 to 2.5 seconds, picked by weight.
+	kinds := []struct {
+		k Kind
+		w int
+	}{{Join, 4}, {Term, 3}, {Kill, 3}, {StallStart, 3}, {BurstStart, 2}, {TxnCommit, 3}, {TxnAbort, 3}, {Large, 2}}
+	if o.Restarts {
+		kinds = append(kinds, struct {
+			k Kind
+			w int
+		}{BrokerRestart, 1})
+	}
+	total := 0
+	for _, k := range kinds {
+		total += k.w
+	}
+	restarts := 0
+	for at := time.Duration(0); ; {
+		at += 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
+		if at >= o.Faults {
+			break
+		}
+		n := rng.IntN(total)
+		var k Kind
+		for _, c := range kinds {
+			if n < c.w {
+				k = c.k
+				break
+			}
+			n -= c.w
+		}
+		switch k {
+		case BrokerRestart:
+			if restarts >= 2 {
+				k = TxnAbort
+			}
+			restarts++
+		case StallStart:
+			add(at, k)
+			k = StallEnd
+			at += 2*time.Second + time.Duration(rng.Int64N(int64(5*time.Second)))
+		case BurstStart:
+			add(at, k)
+			k = BurstEnd
+			at += 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
+		}
+		add(at, k)
+	}
+	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].At < s.Events[j].At })
+	return s
+}
+
+// String prints the seed and every event, for a failure report.
+func (s Schedule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, %d events:\n", s.Seed, len(s.Events))
+	for _, e := range s.Events {
+		fmt.Fprintf(&b, "  %7.2fs  %-14s pick %d\n", e.At.Seconds(), e.Kind, e.Pick)
+	}
+	return b.String()
+}
