@@ -23,7 +23,7 @@ const (
 type sinks struct {
 	srv *httptest.Server
 
-	mu       sync.Mutex // protects the fields below
+	mu       sync.Mutex                // protects the fields below
 	got      map[string]map[string]int // route → idempotency key → deliveries
 	aborted  []string                  // route/key of records of aborted transactions seen
 	stall    chan struct{}             // closed when the current stall ends; nil when none
