@@ -514,8 +514,8 @@ func (d *decoder) receiver(n ast.Node, path string) Receiver {
 }
 
 func (d *decoder) route(n ast.Node, path string) Route {
+	workers := false // set explicitly: an explicit 0 is checked, not defaulted
 	rt := Route{
-		Workers:  DefaultWorkers,
 		Buffer:   DefaultBuffer,
 		Ordering: DefaultOrdering,
 		Retry:    Retry{InitialBackoff: DefaultInitialBackoff, MaxBackoff: DefaultMaxBackoff},
@@ -523,7 +523,7 @@ func (d *decoder) route(n ast.Node, path string) Route {
 	d.object(n, path, fields{
 		"name":              func(v ast.Node, p string) { rt.Name = d.str(v, p) },
 		"type":              func(v ast.Node, p string) { rt.Type = RouteType(d.str(v, p)) },
-		"workers":           func(v ast.Node, p string) { d.integer(v, p, &rt.Workers) },
+		"workers":           func(v ast.Node, p string) { workers = true; d.integer(v, p, &rt.Workers) },
 		"buffer":            func(v ast.Node, p string) { d.integer(v, p, &rt.Buffer) },
 		"ordering":          func(v ast.Node, p string) { rt.Ordering = Ordering(d.str(v, p)) },
 		"dead_letter_topic": func(v ast.Node, p string) { rt.DeadLetterTopic = d.str(v, p) },
@@ -543,6 +543,9 @@ func (d *decoder) route(n ast.Node, path string) Route {
 		"http":  func(v ast.Node, p string) { rt.HTTP = d.http(v, p) },
 		"kafka": func(v ast.Node, p string) { rt.Kafka = d.kafka(v, p) },
 	}, false)
+	if !workers {
+		rt.Workers = DefaultWorkersFor(rt.Type)
+	}
 	return rt
 }
 

@@ -39,6 +39,10 @@ const (
 	DefaultMaxInflight    = 10000
 	DefaultMaxInflightMiB = 64
 	DefaultWorkers        = 4
+	// DefaultKafkaWorkers is a kafka route's default: its workers are
+	// records in flight through the producer, not goroutines, and the
+	// producer batches them.
+	DefaultKafkaWorkers = 1024
 	DefaultBuffer         = 1024
 	DefaultOrdering       = OrderingKey
 	DefaultInitialBackoff = 200 * time.Millisecond
@@ -84,7 +88,10 @@ type Route struct {
 	// letters, digits, '.', '_' and '-'.
 	Name string
 	Type RouteType // type: required
-	// Workers (workers) is the worker pool size: 1..1024, default 4.
+	// Workers (workers) is how many deliveries run at once: 1..1024. For
+	// an http route each is a request in flight on a connection of its
+	// own; for a kafka route each is a record in flight through the shared
+	// producer. Default 4, for a kafka route 1024 (see DefaultWorkersFor).
 	Workers int
 	// Buffer (buffer) bounds the queue in front of the workers:
 	// 1..1,000,000, default 1024.
@@ -153,6 +160,14 @@ type Kafka struct {
 	Brokers []string
 }
 
+// DefaultWorkersFor is the default workers of a route of type t.
+func DefaultWorkersFor(t RouteType) int {
+	if t == RouteKafka {
+		return DefaultKafkaWorkers
+	}
+	return DefaultWorkers
+}
+
 // SetDefaults fills every zero field that has a default. Parse has already
 // done it for a parsed file; call it on a File built in code before
 // Validate.
@@ -168,7 +183,7 @@ func (f *File) SetDefaults() {
 		for j := range r.Routes {
 			rt := &r.Routes[j]
 			if rt.Workers == 0 {
-				rt.Workers = DefaultWorkers
+				rt.Workers = DefaultWorkersFor(rt.Type)
 			}
 			if rt.Buffer == 0 {
 				rt.Buffer = DefaultBuffer

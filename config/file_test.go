@@ -549,7 +549,7 @@ receivers:
 	want := `1 receiver, 4 routes
 receiver orders: max_inflight=500, max_inflight_mib=64, 4 routes
   route hook: http workers=8 buffer=1024 ordering=key -> https://h.example/…?… timeout=5s signed filter=headers[type] retry=5 (200ms..30s) dlq=orders.dlq
-  route copy: kafka workers=4 buffer=1024 ordering=key -> topic copy on b:9092 retry=unlimited (200ms..30s)
+  route copy: kafka workers=1024 buffer=1024 ordering=key -> topic copy on b:9092 retry=unlimited (200ms..30s)
   route trace: log workers=4 buffer=1024 ordering=none -> stdout
   route sink: discard workers=4 buffer=1024 ordering=key
 `

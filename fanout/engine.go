@@ -85,10 +85,7 @@ func New(receivers []ReceiverConfig, opts Options) (*Engine, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	for _, r := range e.order {
 		for _, rr := range r.routes {
-			for range rr.cfg.Workers {
-				e.wg.Add(1)
-				go rr.work()
-			}
+			rr.start()
 		}
 	}
 	return e, nil

@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,7 +82,7 @@ func msg(topic string, p int32, off int64, key string) *Message {
 
 func newEngine(tb testing.TB, opts Options, receivers ...ReceiverConfig) *Engine {
 	tb.Helper()
-	e, err := New(receivers, opts)
+	e, err := newFor(tb, receivers, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -145,3 +146,51 @@ type resumeCounter struct {
 func countResumes(n *atomic.Int32) Observer { return resumeCounter{n: n} }
 
 func (c resumeCounter) PartitionResumed(string, int32) { c.n.Add(1) }
+
+// kinds runs f twice: with the test's routes as they are (synchronous) and
+// with each wrapped in asyncAdapter, so every promise is checked on both
+// of the engine's delivery paths.
+func kinds(t *testing.T, f func(t *testing.T)) {
+	t.Run("sync", f)
+	t.Run("async", f)
+}
+
+// newFor is New for a test of kinds: under an "async" subtest every route
+// is driven through AsyncRoute.
+func newFor(tb testing.TB, receivers []ReceiverConfig, opts Options) (*Engine, error) {
+	if strings.HasSuffix(tb.Name(), "/async") {
+		receivers = append([]ReceiverConfig(nil), receivers...)
+		for i := range receivers {
+			routes := append([]RouteConfig(nil), receivers[i].Routes...)
+			for j := range routes {
+				if routes[j].Route != nil {
+					routes[j].Route = asyncAdapter{routes[j].Route}
+				}
+			}
+			receivers[i].Routes = routes
+		}
+	}
+	return New(receivers, opts)
+}
+
+// asyncAdapter makes a Route asynchronous: each delivery runs on a
+// goroutine of its own and reports its outcome (a panic becomes a
+// PanicError, as the engine makes of a synchronous route's).
+type asyncAdapter struct{ Route }
+
+func (a asyncAdapter) DeliverAsync(ctx context.Context, m Message, done func(error)) {
+	go func() {
+		var err error
+		func() {
+			panicked := true
+			defer func() {
+				if r := recover(); r != nil || panicked {
+					err = &PanicError{Value: r}
+				}
+			}()
+			err = a.Route.Deliver(ctx, m)
+			panicked = false
+		}()
+		done(err)
+	}()
+}

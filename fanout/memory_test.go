@@ -95,136 +95,142 @@ func (c *counter) Deliver(context.Context, Message) error { c.n.Add(1); return n
 // route acknowledged give their bytes back at once, though the head of the
 // window (and the commit) waits for the stuck one.
 func TestEngine_acknowledgedRecordsReleaseTheirBytes(t *testing.T) {
-	stuck := newGate()
-	defer stuck.open()
-	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
-		if m.Offset == 0 {
-			return stuck.wait(ctx)
+	kinds(t, func(t *testing.T) {
+		stuck := newGate()
+		defer stuck.open()
+		route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
+			if m.Offset == 0 {
+				return stuck.wait(ctx)
+			}
+			return nil
+		}}
+		e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 2, Buffer: 2000, Ordering: OrderNone}}})
+		r := e.Receiver("t")
+		r.Assign(0)
+		value := make([]byte, 64<<10)
+		const n = 500 // 500 × 64 KiB = 31 MiB if they were kept
+		for off := range int64(n) {
+			offerAll(t, r, &Message{Topic: "t", Partition: 0, Offset: off, Value: value})
 		}
-		return nil
-	}}
-	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 2, Buffer: 2000, Ordering: OrderNone}}})
-	r := e.Receiver("t")
-	r.Assign(0)
-	value := make([]byte, 64<<10)
-	const n = 500 // 500 × 64 KiB = 31 MiB if they were kept
-	for off := range int64(n) {
-		offerAll(t, r, &Message{Topic: "t", Partition: 0, Offset: off, Value: value})
-	}
-	wait(t, guard, "all but the stuck record delivered", func() bool { return route.count() == n-1 })
-	if c := committed(r, 0); c != -1 {
-		t.Fatalf("committable %d past a stuck record", c)
-	}
-	want := int64(len(value)) + n*slotCost
-	if b := r.bytes.Load(); b != want {
-		t.Fatalf("%d bytes charged, want one record's value and %d slots = %d", b, n, want)
-	}
-	stuck.open()
-	wait(t, guard, "commit", func() bool { return committed(r, 0) == n })
-	if b := r.bytes.Load(); b != 0 {
-		t.Fatalf("%d bytes still charged", b)
-	}
+		wait(t, guard, "all but the stuck record delivered", func() bool { return route.count() == n-1 })
+		if c := committed(r, 0); c != -1 {
+			t.Fatalf("committable %d past a stuck record", c)
+		}
+		want := int64(len(value)) + n*slotCost
+		if b := r.bytes.Load(); b != want {
+			t.Fatalf("%d bytes charged, want one record's value and %d slots = %d", b, n, want)
+		}
+		stuck.open()
+		wait(t, guard, "commit", func() bool { return committed(r, 0) == n })
+		if b := r.bytes.Load(); b != 0 {
+			t.Fatalf("%d bytes still charged", b)
+		}
+	})
 }
 
 // The byte budget pauses a partition whose record does not fit, resumes it
 // when half is free, and still lets a record larger than the whole budget
 // through once at most half is in use.
 func TestEngine_byteBudget(t *testing.T) {
-	release := make(chan struct{}, 100)
-	done := make(chan struct{})
-	defer close(done)
-	route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
-		select {
-		case <-release:
-		case <-done:
+	kinds(t, func(t *testing.T) {
+		release := make(chan struct{}, 100)
+		done := make(chan struct{})
+		defer close(done)
+		route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error {
+			select {
+			case <-release:
+			case <-done:
+			}
+			return nil
+		}}
+		var resumed atomic.Int32
+		const budget = 100_000
+		e := newEngine(t, Options{Observer: countResumes(&resumed)}, ReceiverConfig{Topic: "t", MaxBytes: budget,
+			Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: 100, Ordering: OrderNone}}})
+		r := e.Receiver("t")
+		r.Assign(0)
+		r.Assign(1)
+		rec := func(p int32, off int64, size int) *Message {
+			return &Message{Topic: "t", Partition: p, Offset: off, Value: make([]byte, size)}
 		}
-		return nil
-	}}
-	var resumed atomic.Int32
-	const budget = 100_000
-	e := newEngine(t, Options{Observer: countResumes(&resumed)}, ReceiverConfig{Topic: "t", MaxBytes: budget,
-		Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: 100, Ordering: OrderNone}}})
-	r := e.Receiver("t")
-	r.Assign(0)
-	r.Assign(1)
-	rec := func(p int32, off int64, size int) *Message {
-		return &Message{Topic: "t", Partition: p, Offset: off, Value: make([]byte, size)}
-	}
-	const size = int(budget/5 - slotCost) // five fit exactly
-	off := int64(0)
-	for ; r.Offer(rec(0, off, size)) == nil; off++ {
-	}
-	if off != 5 {
-		t.Fatalf("accepted %d records of %d bytes under a budget of %d", off, size, budget)
-	}
-	// The budget is the receiver's: another partition is refused too.
-	if err := r.Offer(rec(1, 0, size)); !errors.Is(err, ErrCongested) {
-		t.Fatalf("partition 1 over budget: %v", err)
-	}
-	release <- struct{}{}
-	release <- struct{}{}
-	wait(t, guard, "two delivered", func() bool { return route.count() == 2 })
-	if resumed.Load() != 0 {
-		t.Fatal("resumed above half the budget")
-	}
-	release <- struct{}{}
-	wait(t, guard, "resume at half", func() bool { return resumed.Load() == 2 })
-	// 2 records in use, at most half: a record bigger than the
-	// whole budget is admitted, and then nothing more.
-	if err := r.Offer(rec(0, off, 3*budget)); err != nil {
-		t.Fatalf("oversized record at low water: %v", err)
-	}
-	if err := r.Offer(rec(1, 0, 10)); !errors.Is(err, ErrCongested) {
-		t.Fatalf("record after the oversized one: %v", err)
-	}
-	for range 3 {
+		const size = int(budget/5 - slotCost) // five fit exactly
+		off := int64(0)
+		for ; r.Offer(rec(0, off, size)) == nil; off++ {
+		}
+		if off != 5 {
+			t.Fatalf("accepted %d records of %d bytes under a budget of %d", off, size, budget)
+		}
+		// The budget is the receiver's: another partition is refused too.
+		if err := r.Offer(rec(1, 0, size)); !errors.Is(err, ErrCongested) {
+			t.Fatalf("partition 1 over budget: %v", err)
+		}
 		release <- struct{}{}
-	}
-	wait(t, guard, "oversized delivered", func() bool { return committed(r, 0) == off+1 })
-	offerAll(t, r, rec(1, 0, 10))
-	release <- struct{}{}
-	wait(t, guard, "drained", func() bool { return r.bytes.Load() == 0 })
+		release <- struct{}{}
+		wait(t, guard, "two delivered", func() bool { return route.count() == 2 })
+		if resumed.Load() != 0 {
+			t.Fatal("resumed above half the budget")
+		}
+		release <- struct{}{}
+		wait(t, guard, "resume at half", func() bool { return resumed.Load() == 2 })
+		// 2 records in use, at most half: a record bigger than the
+		// whole budget is admitted, and then nothing more.
+		if err := r.Offer(rec(0, off, 3*budget)); err != nil {
+			t.Fatalf("oversized record at low water: %v", err)
+		}
+		if err := r.Offer(rec(1, 0, 10)); !errors.Is(err, ErrCongested) {
+			t.Fatalf("record after the oversized one: %v", err)
+		}
+		for range 3 {
+			release <- struct{}{}
+		}
+		wait(t, guard, "oversized delivered", func() bool { return committed(r, 0) == off+1 })
+		offerAll(t, r, rec(1, 0, 10))
+		release <- struct{}{}
+		wait(t, guard, "drained", func() bool { return r.bytes.Load() == 0 })
+	})
 }
 
 // With ordering by partition under a standing backlog, the one key's
 // waiting list holds the records waiting, not every record processed.
 func TestEngine_keyWaitingListFollowsBacklog(t *testing.T) {
-	release := make(chan struct{})
-	delivered := make(chan struct{})
-	done := make(chan struct{})
-	defer close(done)
-	route := RouteFunc{RouteName: "r", Fn: func(ctx context.Context, m Message) error {
-		select {
-		case <-release:
-		case <-done:
+	kinds(t, func(t *testing.T) {
+		release := make(chan struct{})
+		delivered := make(chan struct{})
+		done := make(chan struct{})
+		defer close(done)
+		route := RouteFunc{RouteName: "r", Fn: func(ctx context.Context, m Message) error {
+			select {
+			case <-release:
+			case <-done:
+				return nil
+			}
+			delivered <- struct{}{}
 			return nil
+		}}
+		const buffer = 200
+		e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: buffer, Ordering: OrderPartition}}})
+		r := e.Receiver("t")
+		r.Assign(0)
+		q := r.routes[0].q
+		maxCap := 0
+		next := int64(0)
+		for range 20_000 {
+			// Keep the buffer topped up: a standing backlog behind one key.
+			for !r.Paused(0) && r.Offer(msg("t", 0, next, "")) == nil {
+				next++
+			}
+			release <- struct{}{}
+			<-delivered
+			q.mu.Lock()
+			for _, ks := range q.keys {
+				maxCap = max(maxCap, cap(ks.waiting))
+			}
+			q.mu.Unlock()
 		}
-		delivered <- struct{}{}
-		return nil
-	}}
-	const buffer = 200
-	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Buffer: buffer, Ordering: OrderPartition}}})
-	r := e.Receiver("t")
-	r.Assign(0)
-	q := r.routes[0].q
-	maxCap := 0
-	next := int64(0)
-	for range 20_000 {
-		// Keep the buffer topped up: a standing backlog behind one key.
-		for !r.Paused(0) && r.Offer(msg("t", 0, next, "")) == nil {
-			next++
+		if maxCap > 4*buffer {
+			t.Fatalf("a key's waiting list reached capacity %d with at most %d records waiting", maxCap, buffer)
 		}
-		release <- struct{}{}
-		<-delivered
-		q.mu.Lock()
-		for _, ks := range q.keys {
-			maxCap = max(maxCap, cap(ks.waiting))
-		}
-		q.mu.Unlock()
-	}
-	if maxCap > 4*buffer {
-		t.Fatalf("a key's waiting list reached capacity %d with at most %d records waiting", maxCap, buffer)
-	}
+	})
 }
 
 // The resident memory of a process running the engine with 256 assigned

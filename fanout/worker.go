@@ -19,10 +19,15 @@ type routeRunner struct {
 	cfg  RouteConfig
 	q    *queue
 	obs  RouteObserver
+	// async is the route as an AsyncRoute, when it is one: then one
+	// dispatcher goroutine starts deliveries, and slots bounds them to
+	// cfg.Workers in flight.
+	async AsyncRoute
+	slots chan struct{}
 }
 
 func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *routeRunner {
-	return &routeRunner{
+	rr := &routeRunner{
 		r:    r,
 		idx:  idx,
 		bit:  1 << uint(idx),
@@ -31,18 +36,33 @@ func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *r
 		q:    newQueue(cfg.Buffer),
 		obs:  obs,
 	}
+	if a, ok := cfg.Route.(AsyncRoute); ok {
+		rr.async = a
+		rr.slots = make(chan struct{}, cfg.Workers)
+	}
+	return rr
+}
+
+// start launches the route's goroutines: Workers workers, or one
+// dispatcher for an asynchronous route.
+func (rr *routeRunner) start() {
+	e := rr.r.e
+	if rr.async != nil {
+		e.wg.Add(1)
+		go rr.dispatch()
+		return
+	}
+	for range rr.cfg.Workers {
+		e.wg.Add(1)
+		go rr.work()
+	}
 }
 
 // work is one worker goroutine. It owns a backoff state, so a retrying
 // record costs its worker's time and no extra memory.
 func (rr *routeRunner) work() {
 	defer rr.r.e.wg.Done()
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     rr.cfg.InitialBackoff,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         rr.cfg.MaxBackoff,
-	}
+	b := rr.newBackoff()
 	clock := rr.r.e.clock
 	// now is the time the worker last read the clock. Reading it costs
 	// tens of nanoseconds on some machines, so a busy worker reuses the end
@@ -103,21 +123,44 @@ func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.
 		if ctx.Err() != nil {
 			return false, end
 		}
-		dlq := rr.cfg.DeadLetter
-		if dlq != nil && (errors.Is(err, ErrPermanent) || (rr.cfg.MaxAttempts > 0 && attempt >= rr.cfg.MaxAttempts)) {
+		if rr.deadLetters(err, attempt) {
 			if !rr.deadLetter(ctx, p, m, err, attempt, b) {
 				return false, clock.Now()
 			}
 			rr.obs.Delivered(OutcomeDeadLetter, d)
 			return true, clock.Now()
 		}
-		rr.obs.Delivered(OutcomeRetry, d)
-		rr.r.e.log.Warn().Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).
-			Int64("offset", m.Offset).Str("route", rr.name).Int("attempt", attempt).Msg("delivery failed, retrying")
+		rr.retrying(&m, err, d)
 		if !rr.wait(ctx, p, nextDelay(b, err)) {
 			return false, clock.Now()
 		}
 	}
+}
+
+// deadLetters reports whether a record whose attempt failed with err goes
+// to the dead-letter function now rather than being retried: with a
+// dead-letter function, after a permanent error or the last attempt.
+func (rr *routeRunner) deadLetters(err error, attempt int) bool {
+	return rr.cfg.DeadLetter != nil && (errors.Is(err, ErrPermanent) || (rr.cfg.MaxAttempts > 0 && attempt >= rr.cfg.MaxAttempts))
+}
+
+// retrying reports a failed attempt that will be retried.
+func (rr *routeRunner) retrying(m *Message, err error, d time.Duration) {
+	rr.obs.Delivered(OutcomeRetry, d)
+	rr.r.e.log.Warn().Err(err).Str("topic", m.Topic).Int32("partition", m.Partition).
+		Int64("offset", m.Offset).Str("route", rr.name).Int("attempt", m.Attempt).Msg("delivery failed, retrying")
+}
+
+// newBackoff is a route's retry schedule.
+func (rr *routeRunner) newBackoff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     rr.cfg.InitialBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         rr.cfg.MaxBackoff,
+	}
+	b.Reset()
+	return b
 }
 
 // deadLetter publishes m to the route's dead-letter function, retrying with

@@ -12,16 +12,18 @@ import (
 
 // KafkaRoute forwards each record's key, value and headers to a topic. The
 // producer is shared and not owned by the route (see Producers): it is
-// idempotent with acks=all, and Deliver returns only once the broker
-// acknowledged the record, so an acknowledgement to the engine means the
-// copy is durable.
+// idempotent with acks=all, and a record is acknowledged to the engine only
+// once the broker acknowledged it, so an acknowledgement means the copy is
+// durable. It is a fanout.AsyncRoute: the engine keeps many records in
+// flight through the one client, which batches them, so forwarding runs at
+// the client's speed rather than one broker round trip per worker.
 type KafkaRoute struct {
 	name  string
 	topic string
 	cl    *kgo.Client
 }
 
-var _ fanout.Route = (*KafkaRoute)(nil)
+var _ fanout.AsyncRoute = (*KafkaRoute)(nil)
 
 // NewKafka returns a route named name producing to topic through cl.
 func NewKafka(name, topic string, cl *kgo.Client) *KafkaRoute {
@@ -33,11 +35,21 @@ func (r *KafkaRoute) Name() string { return r.name }
 
 // Deliver produces the record and waits for the broker's acknowledgement.
 func (r *KafkaRoute) Deliver(ctx context.Context, m fanout.Message) error {
+	done := make(chan error, 1)
+	r.DeliverAsync(ctx, m, func(err error) { done <- err })
+	return <-done
+}
+
+// DeliverAsync produces the record and reports the broker's
+// acknowledgement, or the produce's error, to done.
+func (r *KafkaRoute) DeliverAsync(ctx context.Context, m fanout.Message, done func(error)) {
 	rec := &kgo.Record{Topic: r.topic, Key: m.Key, Value: m.Value, Headers: kafkaHeaders(m.Headers, 0)}
-	if err := r.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return classifyProduce(fmt.Errorf("kafka route %q: produce to %s: %w", r.name, r.topic, err))
-	}
-	return nil
+	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			err = classifyProduce(fmt.Errorf("kafka route %q: produce to %s: %w", r.name, r.topic, err))
+		}
+		done(err)
+	})
 }
 
 func kafkaHeaders(hs []fanout.Header, extra int) []kgo.RecordHeader {

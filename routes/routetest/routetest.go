@@ -11,6 +11,10 @@
 // pointed at a server that answers 200, say) and register its own cleanup.
 // It is called once per subtest, so subtests never share a route. Run the
 // suite with -race: one subtest delivers concurrently.
+//
+// A route that is a fanout.AsyncRoute is driven through DeliverAsync, as
+// the engine drives it, and must also report every outcome exactly once
+// with many deliveries in flight at once.
 package routetest
 
 import (
@@ -20,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +113,45 @@ func Run(t *testing.T, newRoute func(t *testing.T) fanout.Route) {
 		}
 	})
 
+	if _, ok := newRoute(t).(fanout.AsyncRoute); ok {
+		t.Run("asynchronous: many in flight, each outcome once", func(t *testing.T) {
+			r := newRoute(t).(fanout.AsyncRoute)
+			const n = 256
+			calls := make([]atomic.Int32, n)
+			done := make(chan int, 2*n)
+			m := Messages()[0]
+			for i := range n {
+				m.Offset = int64(i)
+				r.DeliverAsync(context.Background(), m, func(err error) {
+					if err != nil {
+						t.Errorf("delivery %d: %v", i, err)
+					}
+					calls[i].Add(1)
+					done <- i
+				})
+			}
+			timer := time.NewTimer(hang)
+			defer timer.Stop()
+			for range n {
+				select {
+				case <-done:
+				case <-timer.C:
+					t.Fatalf("not every outcome within %s", hang)
+				}
+			}
+			// One more delivery after all: a late second call of an
+			// earlier done would be seen by now.
+			if err := deliver(t, r, context.Background(), Messages()[0]); err != nil {
+				t.Fatal(err)
+			}
+			for i := range calls {
+				if c := calls[i].Load(); c != 1 {
+					t.Errorf("delivery %d: done called %d times", i, c)
+				}
+			}
+		})
+	}
+
 	t.Run("close is idempotent", func(t *testing.T) {
 		r := newRoute(t)
 		c, ok := r.(io.Closer)
@@ -167,11 +211,16 @@ func deliver(t *testing.T, r fanout.Route, ctx context.Context, m fanout.Message
 
 var errHung = fmt.Errorf("route: Deliver did not return within %s", hang)
 
-// deliverWithin calls Deliver, giving up after hang with errHung. The
-// Deliver goroutine is left behind only on that failure.
+// deliverWithin calls Deliver (DeliverAsync for an asynchronous route,
+// waiting for its outcome), giving up after hang with errHung. The Deliver
+// goroutine is left behind only on that failure.
 func deliverWithin(ctx context.Context, r fanout.Route, m fanout.Message) error {
-	done := make(chan error, 1)
-	go func() { done <- r.Deliver(ctx, m) }()
+	done := make(chan error, 2)
+	if a, ok := r.(fanout.AsyncRoute); ok {
+		a.DeliverAsync(ctx, m, func(err error) { done <- err })
+	} else {
+		go func() { done <- r.Deliver(ctx, m) }()
+	}
 	timer := time.NewTimer(hang)
 	defer timer.Stop()
 	select {

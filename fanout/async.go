@@ -1,0 +1,156 @@
+package fanout
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+)
+
+// AsyncRoute is a Route that accepts a delivery and reports its outcome
+// later, so that many deliveries are in flight at once without a goroutine
+// each: a Kafka producer that batches records, say. The engine finds it by
+// type assertion and then calls DeliverAsync instead of Deliver.
+//
+// DeliverAsync starts delivering m and returns without waiting for the
+// outcome; it may block briefly (a full client buffer) and must then honour
+// ctx. It must call done exactly once, from any goroutine (even before it
+// returns), with nil to acknowledge or an error classified as Deliver's
+// would be: retried with backoff unless it wraps ErrPermanent, RetryAfter
+// honoured. done must not be called twice; a second call is ignored. A
+// panic inside DeliverAsync is the attempt's error.
+//
+// At most RouteConfig.Workers deliveries of the route are in flight at
+// once, retries and dead-lettering included; everything that holds for a
+// Route holds for an AsyncRoute (ordering, the acknowledgement watermark,
+// revoke, lose, drain). DeliverAsync is called from engine goroutines,
+// possibly concurrently, and done may run on the route's own goroutines,
+// so it does little: an acknowledgement, or handing a retry to a goroutine
+// of the engine's.
+type AsyncRoute interface {
+	Route
+	DeliverAsync(ctx context.Context, m Message, done func(error))
+}
+
+// dispatch is an asynchronous route's one dispatcher goroutine: it starts a
+// delivery for each job as soon as an in-flight slot is free. A job stays in
+// the queue (counted in its depth, droppable by revoke) until it can start.
+func (rr *routeRunner) dispatch() {
+	defer rr.r.e.wg.Done()
+	clock := rr.r.e.clock
+	now := clock.Now()
+	for {
+		rr.slots <- struct{}{}
+		t, ok := rr.q.take()
+		if !ok {
+			<-rr.slots
+			return
+		}
+		if t.resume {
+			rr.r.kickResume()
+		}
+		if t.low {
+			rr.r.e.signalRoom()
+		}
+		if t.waited {
+			now = clock.Now()
+		}
+		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-t.enq)))
+		rr.r.e.wg.Add(1) // the delivery's, until finish
+		d := &delivery{rr: rr, job: t.job, attempt: 1, start: now}
+		d.issue()
+	}
+}
+
+// delivery is one record on its way through an asynchronous route, across
+// its attempts.
+type delivery struct {
+	rr *routeRunner
+	job
+	attempt int
+	start   time.Time
+	b       *backoff.ExponentialBackOff // made at the first failure
+	// fired is the last attempt whose outcome arrived: done's exactly-once
+	// guard.
+	fired atomic.Int32
+}
+
+// issue starts the current attempt.
+func (d *delivery) issue() {
+	p := d.p
+	if p.revoked.Load() || p.ctx.Err() != nil {
+		d.finish(false)
+		return
+	}
+	m := d.s.msg // a copy: the slot's data is released once every route acknowledged
+	m.Attempt = d.attempt
+	attempt := int32(d.attempt)
+	done := func(err error) {
+		if d.fired.CompareAndSwap(attempt-1, attempt) {
+			d.outcome(err)
+		}
+	}
+	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(p.ctx, m, done); return nil }); err != nil {
+		done(err)
+	}
+}
+
+// outcome handles an attempt's result, on whatever goroutine reported it:
+// it acknowledges, or hands the retry or the dead letter to a goroutine of
+// the engine's, so a route's callback goroutine is never held.
+func (d *delivery) outcome(err error) {
+	rr, p := d.rr, d.p
+	clock := rr.r.e.clock
+	took := clock.Now().Sub(d.start)
+	if err == nil {
+		rr.obs.Delivered(OutcomeSuccess, took)
+		d.finish(true)
+		return
+	}
+	if p.ctx.Err() != nil || p.revoked.Load() {
+		d.finish(false)
+		return
+	}
+	if d.b == nil {
+		d.b = rr.newBackoff()
+	}
+	if rr.deadLetters(err, d.attempt) {
+		go func() {
+			m := d.s.msg
+			m.Attempt = d.attempt
+			if !rr.deadLetter(p.ctx, p, m, err, d.attempt, d.b) {
+				d.finish(false)
+				return
+			}
+			rr.obs.Delivered(OutcomeDeadLetter, took)
+			d.finish(true)
+		}()
+		return
+	}
+	m := Message{Topic: d.s.msg.Topic, Partition: d.s.msg.Partition, Offset: d.s.msg.Offset, Attempt: d.attempt}
+	rr.retrying(&m, err, took)
+	delay := nextDelay(d.b, err)
+	go func() {
+		if !rr.wait(p.ctx, p, delay) {
+			d.finish(false)
+			return
+		}
+		d.attempt++
+		d.start = clock.Now()
+		d.issue()
+	}()
+}
+
+// finish ends the delivery: acknowledged (delivered or dead-lettered) or
+// given up (revoked, lost, closed hard).
+func (d *delivery) finish(acked bool) {
+	rr, p := d.rr, d.p
+	if acked {
+		p.ack(d.s, d.seq, rr.bit)
+	}
+	rr.q.finish(d.job)
+	p.doneRunning()
+	<-rr.slots
+	rr.r.e.wg.Done()
+}

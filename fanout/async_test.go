@@ -1,0 +1,115 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// asyncFunc is an AsyncRoute from a function.
+type asyncFunc struct {
+	name string
+	fn   func(ctx context.Context, m Message, done func(error))
+}
+
+func (a asyncFunc) Name() string { return a.name }
+func (a asyncFunc) Deliver(ctx context.Context, m Message) error {
+	ch := make(chan error, 1)
+	a.fn(ctx, m, func(err error) { ch <- err })
+	return <-ch
+}
+func (a asyncFunc) DeliverAsync(ctx context.Context, m Message, done func(error)) { a.fn(ctx, m, done) }
+
+// A route that reports outcomes before DeliverAsync returns (as discard
+// does) runs record after record on the dispatcher alone.
+func TestAsync_inlineCompletion(t *testing.T) {
+	var n atomic.Int64
+	route := asyncFunc{"inline", func(_ context.Context, _ Message, done func(error)) { n.Add(1); done(nil) }}
+	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 2}}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	for off := range int64(5000) {
+		for r.Offer(msg("t", 0, off, "k")) != nil {
+			<-e.Room()
+		}
+	}
+	wait(t, guard, "all acknowledged", func() bool { return committed(r, 0) == 5000 })
+	if n.Load() != 5000 {
+		t.Fatalf("delivered %d, want 5000", n.Load())
+	}
+}
+
+// At most Workers deliveries are in flight: with outcomes held back, the
+// route starts that many, the buffer fills behind them and the partition
+// pauses; releasing them completes everything accepted.
+func TestAsync_inflightBound(t *testing.T) {
+	var mu sync.Mutex
+	var pending []func(error)
+	route := asyncFunc{"held", func(_ context.Context, _ Message, done func(error)) {
+		mu.Lock()
+		pending = append(pending, done)
+		mu.Unlock()
+	}}
+	const workers, buffer = 8, 20
+	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: workers, Buffer: buffer, Ordering: OrderNone}}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	accepted := int64(0)
+	for ; r.Offer(msg("t", 0, accepted, "")) == nil; accepted++ {
+		wait(t, guard, "started or queued", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return int64(len(pending))+int64(e.Stats()[0].Routes[0].Depth) == accepted+1
+		})
+	}
+	mu.Lock()
+	started := len(pending)
+	mu.Unlock()
+	if started != workers || accepted != workers+buffer {
+		t.Fatalf("started %d, accepted %d: want %d in flight and %d accepted", started, accepted, workers, workers+buffer)
+	}
+	if st := e.Stats()[0].Routes[0]; st.Busy != workers {
+		t.Fatalf("busy %d, want %d", st.Busy, workers)
+	}
+	for {
+		mu.Lock()
+		batch := pending
+		pending = nil
+		mu.Unlock()
+		for _, done := range batch {
+			done(nil)
+		}
+		if committed(r, 0) == accepted {
+			break
+		}
+		wait(t, guard, "more started", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(pending) > 0 || committed(r, 0) == accepted
+		})
+	}
+}
+
+// A panic inside DeliverAsync is an error for that record (retried, then
+// delivered), and a done called twice counts once.
+func TestAsync_panicAndDoubleDone(t *testing.T) {
+	var calls atomic.Int32
+	route := asyncFunc{"rough", func(_ context.Context, m Message, done func(error)) {
+		calls.Add(1)
+		if m.Offset == 1 && m.Attempt == 1 {
+			panic("boom")
+		}
+		done(nil)
+		done(errors.New("a second outcome, ignored"))
+	}}
+	e := newEngine(t, Options{Clock: &fakeClock{}}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Ordering: OrderPartition}}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	offerAll(t, r, msg("t", 0, 0, ""), msg("t", 0, 1, ""), msg("t", 0, 2, ""))
+	wait(t, guard, "committed", func() bool { return committed(r, 0) == 3 })
+	if calls.Load() != 4 { // 0, 1 (panics), 1 again, 2
+		t.Fatalf("DeliverAsync called %d times, want 4", calls.Load())
+	}
+}
