@@ -42,7 +42,7 @@ const (
 	// DefaultKafkaWorkers is a kafka route's default: its workers are
 	// records in flight through the producer, not goroutines, and the
 	// producer batches them.
-	DefaultKafkaWorkers = 1024
+	DefaultKafkaWorkers   = 1024
 	DefaultBuffer         = 1024
 	DefaultOrdering       = OrderingKey
 	DefaultInitialBackoff = 200 * time.Millisecond
