@@ -496,9 +496,13 @@ func (r *run) stopAll() {
 		}
 	}
 	for _, w := range ws {
-		r.rep.PeakRSS = max(r.rep.PeakRSS, w.maxRSS)
-		if w.maxRSS > r.rep.WorstCase {
-			r.rep.problem("worker %d peak RSS %d MiB, over the worst case of %d MiB", w.id, w.maxRSS>>20, r.rep.WorstCase>>20)
+		rss := w.maxRSS.Load()
+		if rss == 0 {
+			r.rep.problem("worker %d: no VmHWM read from /proc: its peak RSS is unknown", w.id)
+		}
+		r.rep.PeakRSS = max(r.rep.PeakRSS, rss)
+		if rss > r.rep.WorstCase {
+			r.rep.problem("worker %d peak RSS %d MiB, over the worst case of %d MiB", w.id, rss>>20, r.rep.WorstCase>>20)
 		}
 	}
 }

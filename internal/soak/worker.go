@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,7 +25,11 @@ type worker struct {
 	termAt time.Time  // when SIGTERM was sent; zero if never
 	exitAt time.Time
 	code   int
-	maxRSS int64 // peak resident set, bytes (from the kernel's rusage)
+	// maxRSS is the peak resident set, bytes: the largest VmHWM read
+	// from /proc while it ran. (The kernel's rusage is no use here: a
+	// child started by fork and exec inherits its parent's high-water
+	// mark.)
+	maxRSS atomic.Int64
 }
 
 func startWorker(bin string, id int, env []string, logf func(string, ...any)) (*worker, error) {
@@ -39,18 +45,45 @@ func startWorker(bin string, id int, env []string, logf func(string, ...any)) (*
 		return nil, err
 	}
 	logf("soak worker %d started (pid %d)", id, w.cmd.Process.Pid)
+	exited := make(chan struct{})
 	go func() {
 		defer close(w.done)
 		_ = w.cmd.Wait()
+		close(exited)
 		w.exitAt = time.Now()
 		st := w.cmd.ProcessState
 		w.code = st.ExitCode()
-		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			w.maxRSS = ru.Maxrss << 10 // kilobytes on Linux
-		}
 		logf("soak worker %d exited: %v", id, st)
 	}()
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			w.sampleRSS()
+			select {
+			case <-exited:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	return w, nil
+}
+
+// sampleRSS reads the process's VmHWM, its resident high-water mark.
+func (w *worker) sampleRSS() {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(w.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil && kb<<10 > w.maxRSS.Load() {
+				w.maxRSS.Store(kb << 10)
+			}
+		}
+	}
 }
 
 func freePort() (string, error) {
@@ -74,6 +107,7 @@ func (w *worker) alive() bool {
 }
 
 func (w *worker) term() {
+	w.sampleRSS()
 	w.mu.Lock()
 	if w.termAt.IsZero() {
 		w.termAt = time.Now()
@@ -84,6 +118,7 @@ func (w *worker) term() {
 
 // kill ends the process without a drain, a commit or a leave.
 func (w *worker) kill() {
+	w.sampleRSS()
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
 	<-w.done
 }
