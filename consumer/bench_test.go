@@ -26,9 +26,9 @@ func (d discard) Deliver(context.Context, fanout.Message) error {
 }
 
 // DeliverAsync acknowledges inline, as routes.DiscardRoute does.
-func (d discard) DeliverAsync(_ context.Context, _ fanout.Message, done func(error)) {
+func (d discard) DeliverAsync(_ context.Context, _ fanout.Message, done fanout.Completion) {
 	d.n.Add(1)
-	done(nil)
+	done.Done(nil)
 }
 
 // BenchmarkThroughput measures records per second through the consumer and

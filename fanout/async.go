@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,11 @@ import (
 //
 // DeliverAsync starts delivering m and returns without waiting for the
 // outcome; it may block briefly (a full client buffer) and must then honour
-// ctx. It must call done exactly once, from any goroutine (even before it
-// returns), with nil to acknowledge or an error classified as Deliver's
+// ctx. It must call done.Done exactly once, from any goroutine (even before
+// it returns), with nil to acknowledge or an error classified as Deliver's
 // would be: retried with backoff unless it wraps ErrPermanent, RetryAfter
-// honoured. done must not be called twice; a second call is ignored. A
-// panic inside DeliverAsync is the attempt's error.
+// honoured. A second call is ignored. A panic inside DeliverAsync is the
+// attempt's error.
 //
 // At most RouteConfig.Workers deliveries of the route are in flight at
 // once, retries and dead-lettering included; everything that holds for a
@@ -30,7 +31,37 @@ import (
 // of the engine's.
 type AsyncRoute interface {
 	Route
-	DeliverAsync(ctx context.Context, m Message, done func(error))
+	DeliverAsync(ctx context.Context, m Message, done Completion)
+}
+
+// Completion reports the outcome of one DeliverAsync call. It is a small
+// value, passed and copied freely; the engine allocates nothing for it.
+type Completion struct {
+	d       *delivery
+	attempt int32
+}
+
+// Done reports the outcome: nil acknowledges. Only the first call of an
+// attempt counts; later ones (and calls on a zero Completion) are ignored.
+func (c Completion) Done(err error) {
+	if c.d == nil {
+		return
+	}
+	if c.d.report != nil {
+		c.d.report(err)
+		return
+	}
+	if c.d.fired.CompareAndSwap(c.attempt-1, c.attempt) {
+		c.d.outcome(err)
+	}
+}
+
+// CompletionFunc returns a Completion that calls f, for code that drives an
+// AsyncRoute itself: a synchronous Deliver built on DeliverAsync, or a test.
+// f is called on every Done, a second one included, so a test can see a
+// route that reports twice.
+func CompletionFunc(f func(error)) Completion {
+	return Completion{d: &delivery{report: f}, attempt: 1}
 }
 
 // dispatch is an asynchronous route's one dispatcher goroutine: it starts a
@@ -58,23 +89,31 @@ func (rr *routeRunner) dispatch() {
 		}
 		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-t.enq)))
 		rr.r.e.wg.Add(1) // the delivery's, until finish
-		d := &delivery{rr: rr, job: t.job, attempt: 1, start: now}
+		d := deliveries.Get().(*delivery)
+		d.rr, d.job, d.attempt, d.start = rr, t.job, 1, now
 		d.issue()
 	}
 }
 
 // delivery is one record on its way through an asynchronous route, across
-// its attempts.
+// its attempts. Deliveries are pooled: a finished one is reused, and its
+// generation keeps a late Completion of the old record from counting for
+// the new one.
 type delivery struct {
 	rr *routeRunner
 	job
 	attempt int
 	start   time.Time
 	b       *backoff.ExponentialBackOff // made at the first failure
-	// fired is the last attempt whose outcome arrived: done's exactly-once
-	// guard.
+	// fired is the last attempt whose outcome arrived, in the high bits
+	// the delivery's generation: Completion's exactly-once guard.
 	fired atomic.Int32
+	// report, when set, is a CompletionFunc's function: the delivery is
+	// not the engine's.
+	report func(error)
 }
+
+var deliveries = sync.Pool{New: func() any { return new(delivery) }}
 
 // issue starts the current attempt.
 func (d *delivery) issue() {
@@ -85,14 +124,9 @@ func (d *delivery) issue() {
 	}
 	m := d.s.msg // a copy: the slot's data is released once every route acknowledged
 	m.Attempt = d.attempt
-	attempt := int32(d.attempt)
-	done := func(err error) {
-		if d.fired.CompareAndSwap(attempt-1, attempt) {
-			d.outcome(err)
-		}
-	}
-	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(p.ctx, m, done); return nil }); err != nil {
-		done(err)
+	c := Completion{d: d, attempt: d.fired.Load() + 1}
+	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(p.ctx, m, c); return nil }); err != nil {
+		c.Done(err)
 	}
 }
 
@@ -151,6 +185,13 @@ func (d *delivery) finish(acked bool) {
 	}
 	rr.q.finish(d.job)
 	p.doneRunning()
+	// Recycle: the next use starts a generation past every Completion of
+	// this one, so a late duplicate Done finds its attempt gone.
+	// Only fired is read by a late Done, and only atomically.
+	gen := (d.fired.Load() + 1<<16) &^ (1<<16 - 1)
+	d.rr, d.job, d.attempt, d.start, d.b = nil, job{}, 0, time.Time{}, nil
+	d.fired.Store(gen)
+	deliveries.Put(d)
 	<-rr.slots
 	rr.r.e.wg.Done()
 }

@@ -11,22 +11,22 @@ import (
 // asyncFunc is an AsyncRoute from a function.
 type asyncFunc struct {
 	name string
-	fn   func(ctx context.Context, m Message, done func(error))
+	fn   func(ctx context.Context, m Message, done Completion)
 }
 
 func (a asyncFunc) Name() string { return a.name }
 func (a asyncFunc) Deliver(ctx context.Context, m Message) error {
 	ch := make(chan error, 1)
-	a.fn(ctx, m, func(err error) { ch <- err })
+	a.fn(ctx, m, CompletionFunc(func(err error) { ch <- err }))
 	return <-ch
 }
-func (a asyncFunc) DeliverAsync(ctx context.Context, m Message, done func(error)) { a.fn(ctx, m, done) }
+func (a asyncFunc) DeliverAsync(ctx context.Context, m Message, done Completion) { a.fn(ctx, m, done) }
 
 // A route that reports outcomes before DeliverAsync returns (as discard
 // does) runs record after record on the dispatcher alone.
 func TestAsync_inlineCompletion(t *testing.T) {
 	var n atomic.Int64
-	route := asyncFunc{"inline", func(_ context.Context, _ Message, done func(error)) { n.Add(1); done(nil) }}
+	route := asyncFunc{"inline", func(_ context.Context, _ Message, done Completion) { n.Add(1); done.Done(nil) }}
 	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 2}}})
 	r := e.Receiver("t")
 	r.Assign(0)
@@ -46,8 +46,8 @@ func TestAsync_inlineCompletion(t *testing.T) {
 // pauses; releasing them completes everything accepted.
 func TestAsync_inflightBound(t *testing.T) {
 	var mu sync.Mutex
-	var pending []func(error)
-	route := asyncFunc{"held", func(_ context.Context, _ Message, done func(error)) {
+	var pending []Completion
+	route := asyncFunc{"held", func(_ context.Context, _ Message, done Completion) {
 		mu.Lock()
 		pending = append(pending, done)
 		mu.Unlock()
@@ -56,30 +56,30 @@ func TestAsync_inflightBound(t *testing.T) {
 	e := newEngine(t, Options{}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: workers, Buffer: buffer, Ordering: OrderNone}}})
 	r := e.Receiver("t")
 	r.Assign(0)
-	accepted := int64(0)
-	for ; r.Offer(msg("t", 0, accepted, "")) == nil; accepted++ {
-		wait(t, guard, "started or queued", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return int64(len(pending))+int64(e.Stats()[0].Routes[0].Depth) == accepted+1
-		})
+	started := func() int { mu.Lock(); defer mu.Unlock(); return len(pending) }
+	// The first Workers records start, one by one, as slots are free.
+	for off := range int64(workers) {
+		offerAll(t, r, msg("t", 0, off, ""))
+		wait(t, guard, "started", func() bool { return started() == int(off)+1 })
 	}
-	mu.Lock()
-	started := len(pending)
-	mu.Unlock()
-	if started != workers || accepted != workers+buffer {
-		t.Fatalf("started %d, accepted %d: want %d in flight and %d accepted", started, accepted, workers, workers+buffer)
+	// The next Buffer wait in the queue: no slot is free.
+	for off := int64(workers); off < workers+buffer; off++ {
+		offerAll(t, r, msg("t", 0, off, ""))
 	}
-	if st := e.Stats()[0].Routes[0]; st.Busy != workers {
-		t.Fatalf("busy %d, want %d", st.Busy, workers)
+	if err := r.Offer(msg("t", 0, workers+buffer, "")); !errors.Is(err, ErrCongested) {
+		t.Fatalf("offer past workers+buffer: %v, want ErrCongested", err)
 	}
+	if st := e.Stats()[0].Routes[0]; st.Busy != workers || st.Depth != buffer || started() != workers {
+		t.Fatalf("busy %d, queued %d, started %d: want %d in flight and %d queued", st.Busy, st.Depth, started(), workers, buffer)
+	}
+	accepted := int64(workers + buffer)
 	for {
 		mu.Lock()
 		batch := pending
 		pending = nil
 		mu.Unlock()
 		for _, done := range batch {
-			done(nil)
+			done.Done(nil)
 		}
 		if committed(r, 0) == accepted {
 			break
@@ -96,13 +96,13 @@ func TestAsync_inflightBound(t *testing.T) {
 // delivered), and a done called twice counts once.
 func TestAsync_panicAndDoubleDone(t *testing.T) {
 	var calls atomic.Int32
-	route := asyncFunc{"rough", func(_ context.Context, m Message, done func(error)) {
+	route := asyncFunc{"rough", func(_ context.Context, m Message, done Completion) {
 		calls.Add(1)
 		if m.Offset == 1 && m.Attempt == 1 {
 			panic("boom")
 		}
-		done(nil)
-		done(errors.New("a second outcome, ignored"))
+		done.Done(nil)
+		done.Done(errors.New("a second outcome, ignored"))
 	}}
 	e := newEngine(t, Options{Clock: &fakeClock{}}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{{Route: route, Workers: 1, Ordering: OrderPartition}}})
 	r := e.Receiver("t")

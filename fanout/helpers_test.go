@@ -178,7 +178,7 @@ func newFor(tb testing.TB, receivers []ReceiverConfig, opts Options) (*Engine, e
 // PanicError, as the engine makes of a synchronous route's).
 type asyncAdapter struct{ Route }
 
-func (a asyncAdapter) DeliverAsync(ctx context.Context, m Message, done func(error)) {
+func (a asyncAdapter) DeliverAsync(ctx context.Context, m Message, done Completion) {
 	go func() {
 		var err error
 		func() {
@@ -191,6 +191,6 @@ func (a asyncAdapter) DeliverAsync(ctx context.Context, m Message, done func(err
 			err = a.Route.Deliver(ctx, m)
 			panicked = false
 		}()
-		done(err)
+		done.Done(err)
 	}()
 }

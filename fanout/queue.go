@@ -283,8 +283,13 @@ type ring struct {
 	head, size int
 }
 
-// ringMin is the smallest backing array a ring keeps.
-const ringMin = 16
+// ringMin is the smallest backing array a ring has; ringKeep is what it
+// keeps however empty it gets, so a queue that fills and drains in bursts
+// does not reallocate on every burst (256 jobs are a few KiB).
+const (
+	ringMin  = 16
+	ringKeep = 256
+)
 
 func newRing() ring { return ring{} }
 
@@ -303,7 +308,7 @@ func (r *ring) pop() job {
 	r.buf[r.head] = job{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.size--
-	if len(r.buf) > ringMin && r.size < len(r.buf)/4 {
+	if len(r.buf) > ringKeep && r.size < len(r.buf)/8 {
 		r.resize(len(r.buf) / 2)
 	}
 	return j

@@ -36,19 +36,19 @@ func (r *KafkaRoute) Name() string { return r.name }
 // Deliver produces the record and waits for the broker's acknowledgement.
 func (r *KafkaRoute) Deliver(ctx context.Context, m fanout.Message) error {
 	done := make(chan error, 1)
-	r.DeliverAsync(ctx, m, func(err error) { done <- err })
+	r.DeliverAsync(ctx, m, fanout.CompletionFunc(func(err error) { done <- err }))
 	return <-done
 }
 
 // DeliverAsync produces the record and reports the broker's
 // acknowledgement, or the produce's error, to done.
-func (r *KafkaRoute) DeliverAsync(ctx context.Context, m fanout.Message, done func(error)) {
+func (r *KafkaRoute) DeliverAsync(ctx context.Context, m fanout.Message, done fanout.Completion) {
 	rec := &kgo.Record{Topic: r.topic, Key: m.Key, Value: m.Value, Headers: kafkaHeaders(m.Headers, 0)}
 	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 		if err != nil {
 			err = classifyProduce(fmt.Errorf("kafka route %q: produce to %s: %w", r.name, r.topic, err))
 		}
-		done(err)
+		done.Done(err)
 	})
 }
 

@@ -122,13 +122,13 @@ func Run(t *testing.T, newRoute func(t *testing.T) fanout.Route) {
 			m := Messages()[0]
 			for i := range n {
 				m.Offset = int64(i)
-				r.DeliverAsync(context.Background(), m, func(err error) {
+				r.DeliverAsync(context.Background(), m, fanout.CompletionFunc(func(err error) {
 					if err != nil {
 						t.Errorf("delivery %d: %v", i, err)
 					}
 					calls[i].Add(1)
 					done <- i
-				})
+				}))
 			}
 			timer := time.NewTimer(hang)
 			defer timer.Stop()
@@ -217,7 +217,7 @@ var errHung = fmt.Errorf("route: Deliver did not return within %s", hang)
 func deliverWithin(ctx context.Context, r fanout.Route, m fanout.Message) error {
 	done := make(chan error, 2)
 	if a, ok := r.(fanout.AsyncRoute); ok {
-		a.DeliverAsync(ctx, m, func(err error) { done <- err })
+		a.DeliverAsync(ctx, m, fanout.CompletionFunc(func(err error) { done <- err }))
 	} else {
 		go func() { done <- r.Deliver(ctx, m) }()
 	}
