@@ -64,18 +64,35 @@ func CompletionFunc(f func(error)) Completion {
 	return Completion{d: &delivery{report: f}, attempt: 1}
 }
 
+// dispatchBatch is the most jobs the dispatcher takes from its queue at
+// once: one lock and one wake-up for a run of ready jobs.
+const dispatchBatch = 64
+
 // dispatch is an asynchronous route's one dispatcher goroutine: it starts a
-// delivery for each job as soon as an in-flight slot is free. A job stays in
-// the queue (counted in its depth, droppable by revoke) until it can start.
+// delivery for each job as soon as one of the route's Workers in-flight
+// places is free. A job stays in the queue (counted in its depth, droppable
+// by revoke) until it can start, so the buffer bound and revoke's purge
+// stay exact; it takes as many ready jobs at once as there are free places,
+// up to dispatchBatch. Once its queue is closed and drained it waits for
+// the deliveries in flight to end, so the engine's WaitGroup covers them.
 func (rr *routeRunner) dispatch() {
 	defer rr.r.e.wg.Done()
 	clock := rr.r.e.clock
-	now := clock.Now()
+	workers := int64(rr.cfg.Workers)
+	batch := make([]job, 0, min(dispatchBatch, rr.cfg.Workers))
 	for {
-		rr.slots <- struct{}{}
-		t, ok := rr.q.take()
+		free := workers - rr.inflight.Load()
+		if free <= 0 {
+			<-rr.freed
+			continue
+		}
+		var t taken
+		var ok bool
+		batch, t, ok = rr.q.takeBatch(batch[:0], int(min(free, dispatchBatch)))
 		if !ok {
-			<-rr.slots
+			for rr.inflight.Load() > 0 {
+				<-rr.freed
+			}
 			return
 		}
 		if t.resume {
@@ -84,14 +101,15 @@ func (rr *routeRunner) dispatch() {
 		if t.low {
 			rr.r.e.signalRoom()
 		}
-		if t.waited {
-			now = clock.Now()
+		now := clock.Now()
+		rr.inflight.Add(int64(len(batch)))
+		for i := range batch {
+			rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-batch[i].enq)))
+			d := deliveries.Get().(*delivery)
+			d.rr, d.job, d.attempt, d.start = rr, batch[i], 1, now
+			batch[i] = job{}
+			d.issue()
 		}
-		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-t.enq)))
-		rr.r.e.wg.Add(1) // the delivery's, until finish
-		d := deliveries.Get().(*delivery)
-		d.rr, d.job, d.attempt, d.start = rr, t.job, 1, now
-		d.issue()
 	}
 }
 
@@ -192,6 +210,9 @@ func (d *delivery) finish(acked bool) {
 	d.rr, d.job, d.attempt, d.start, d.b = nil, job{}, 0, time.Time{}, nil
 	d.fired.Store(gen)
 	deliveries.Put(d)
-	<-rr.slots
-	rr.r.e.wg.Done()
+	rr.inflight.Add(-1)
+	select {
+	case rr.freed <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }

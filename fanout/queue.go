@@ -180,6 +180,38 @@ func (q *queue) take() (t taken, ok bool) {
 	return t, true
 }
 
+// takeBatch is take for up to max ready jobs at once, appended to into;
+// the flags in t describe the whole batch. It blocks until at least one job
+// is ready; ok is false once the queue is closed and fully drained.
+func (q *queue) takeBatch(into []job, max int) (out []job, t taken, ok bool) {
+	q.mu.Lock()
+	for q.ready.len() == 0 {
+		if q.closed && q.depth == 0 {
+			q.mu.Unlock()
+			return into, t, false
+		}
+		t.waited = true
+		q.cond.Wait()
+	}
+	before := q.depth
+	for n := 0; n < max && q.ready.len() > 0; n++ {
+		j := q.ready.pop()
+		j.p.running.Add(1)
+		into = append(into, j)
+	}
+	n := len(into)
+	q.depth -= n
+	q.depthNow.Store(int64(q.depth))
+	q.busy.Add(int32(n))
+	t.low = before > q.low && q.depth <= q.low
+	t.resume = q.depth <= q.low && q.congested.Load()
+	if t.resume {
+		q.congested.Store(false)
+	}
+	q.mu.Unlock()
+	return into, t, true
+}
+
 // finish releases j's key, making the next job of the same key ready.
 func (q *queue) finish(j job) {
 	q.busy.Add(-1)
@@ -275,21 +307,18 @@ func (q *queue) stats() (depth int) {
 	return depth
 }
 
-// ring is a FIFO of jobs whose backing array grows with its contents (up
-// to the queue's capacity, which the depth accounting enforces) and shrinks
-// when mostly empty, so an idle route costs next to nothing.
+// ring is a FIFO of jobs whose backing array grows with its contents, up
+// to the queue's capacity (which the depth accounting enforces): a route
+// that was never busy costs nothing, and one that was keeps its array (a
+// few dozen bytes a job of its buffer) rather than reallocating on every
+// burst.
 type ring struct {
 	buf        []job
 	head, size int
 }
 
-// ringMin is the smallest backing array a ring has; ringKeep is what it
-// keeps however empty it gets, so a queue that fills and drains in bursts
-// does not reallocate on every burst (256 jobs are a few KiB).
-const (
-	ringMin  = 16
-	ringKeep = 256
-)
+// ringMin is the smallest backing array a ring has.
+const ringMin = 16
 
 func newRing() ring { return ring{} }
 
@@ -308,9 +337,6 @@ func (r *ring) pop() job {
 	r.buf[r.head] = job{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.size--
-	if len(r.buf) > ringKeep && r.size < len(r.buf)/8 {
-		r.resize(len(r.buf) / 2)
-	}
 	return j
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -20,10 +21,12 @@ type routeRunner struct {
 	q    *queue
 	obs  RouteObserver
 	// async is the route as an AsyncRoute, when it is one: then one
-	// dispatcher goroutine starts deliveries, and slots bounds them to
-	// cfg.Workers in flight.
-	async AsyncRoute
-	slots chan struct{}
+	// dispatcher goroutine starts deliveries, at most cfg.Workers in
+	// flight (inflight counts them; freed wakes the dispatcher when one
+	// ends).
+	async    AsyncRoute
+	inflight atomic.Int64
+	freed    chan struct{}
 }
 
 func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *routeRunner {
@@ -38,7 +41,7 @@ func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *r
 	}
 	if a, ok := cfg.Route.(AsyncRoute); ok {
 		rr.async = a
-		rr.slots = make(chan struct{}, cfg.Workers)
+		rr.freed = make(chan struct{}, 1)
 	}
 	return rr
 }
