@@ -133,7 +133,7 @@ Logs go to stderr; log routes write their JSON lines to stdout.
 		fmt.Fprintf(stderr, "fanout run: unexpected arguments %v\n", fs.Args())
 		return 2
 	}
-	cfg, err := config.Load()
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "fanout run: invalid configuration:\n%v\n", err)
 		return 1
@@ -154,6 +154,20 @@ Logs go to stderr; log routes write their JSON lines to stdout.
 		return 1
 	}
 	return 0
+}
+
+// load is the configuration as run and validate both check it: the
+// environment and the file, with every route built (opening no connection)
+// and the Kafka client's TLS files read, every problem reported at once.
+func load() (*config.Config, error) {
+	cfg, err := config.LoadWith(app.FileProblems)
+	if err != nil {
+		return nil, err
+	}
+	if err := app.CheckEnv(cfg.Env); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // signalContext is cancelled by the first SIGTERM or SIGINT; a second one
@@ -195,7 +209,7 @@ wrong) and exits 1. Touches no broker.
 		fmt.Fprintf(stderr, "fanout validate: unexpected arguments %v\n", fs.Args())
 		return 2
 	}
-	cfg, err := config.Load()
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		return 1

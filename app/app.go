@@ -48,7 +48,7 @@ type Worker struct {
 	log       zerolog.Logger
 	env       config.Env
 	consumer  *consumer.Consumer
-	built     *routes.Built
+	built     *built
 	producers *routes.Producers
 	registry  *prometheus.Registry
 	listener  net.Listener
@@ -63,6 +63,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.Registry == nil {
 		o.Registry = alerting.NewRegistry()
+	}
+	if err := CheckEnv(o.Env); err != nil {
+		return nil, err
 	}
 	if limit, source, ok := MemoryLimit(); ok {
 		if err := CheckMemory(WorstCase(o.Env, o.File), limit, source); err != nil {
@@ -84,7 +87,7 @@ func New(o Options) (*Worker, error) {
 		return nil, err
 	}
 	w.producers = routes.NewProducers(append(append(base, o.KafkaOpts...), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "producer"))), 30*time.Second)
-	w.built, err = routes.Build(o.File, w.producers, o.LogOut)
+	w.built, err = build(o.File, w.producers, o.LogOut)
 	if err != nil {
 		w.producers.Close()
 		return nil, err
@@ -96,7 +99,7 @@ func New(o Options) (*Worker, error) {
 		w.closeRoutes()
 		return nil, fmt.Errorf("listen on FANOUT_HTTP_ADDR %s: %w", o.Env.HTTPAddr, err)
 	}
-	eng, err := fanout.New(w.built.Receivers, fanout.Options{Observer: metrics, Logger: &w.log})
+	eng, err := fanout.New(w.built.receivers, fanout.Options{Observer: metrics, Logger: &w.log})
 	if err != nil {
 		_ = w.listener.Close()
 		w.closeRoutes()
@@ -220,7 +223,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func isDrainErr(err error) bool { return errors.Is(err, consumer.ErrDrainCutShort) }
 
 func (w *Worker) closeRoutes() {
-	if err := w.built.Close(); err != nil {
+	if err := w.built.close(); err != nil {
 		w.log.Warn().Err(err).Msg("closing routes")
 	}
 	w.producers.Close()

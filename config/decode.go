@@ -276,7 +276,7 @@ func (d *decoder) key(k ast.Node, path string) (string, bool) {
 func (d *decoder) object(n ast.Node, path string, fs fields, allowExt bool) {
 	entries, _ := d.mapping(n, path, 0)
 	for _, e := range entries {
-		p := keyPath(path, e.key)
+		p := KeyPath(path, e.key)
 		if path == "" {
 			p = e.key
 		}
@@ -472,7 +472,7 @@ func (d *decoder) strMap(n ast.Node, path string) map[string]string {
 	}
 	out := make(map[string]string, len(entries))
 	for _, e := range entries {
-		p := keyPath(path, e.key)
+		p := KeyPath(path, e.key)
 		d.p.lines[p] = e.line
 		v := d.resolve(e.value, p)
 		if v == nil {

@@ -238,15 +238,9 @@ func (e Env) validate(p *problems) {
 		p.addf("FANOUT_MAX_CONCURRENT_FETCHES", "must be positive, got %d", e.MaxConcurrentFetches)
 	}
 
-	switch {
-	case e.TLSCertFile != "" && e.TLSKeyFile == "":
-		p.addf("FANOUT_TLS_KEY_FILE", "required with FANOUT_TLS_CERT_FILE")
-	case e.TLSCertFile == "" && e.TLSKeyFile != "":
-		p.addf("FANOUT_TLS_CERT_FILE", "required with FANOUT_TLS_KEY_FILE")
-	}
-	checkFile(p, "FANOUT_TLS_CA_FILE", e.TLSCAFile)
-	checkFile(p, "FANOUT_TLS_CERT_FILE", e.TLSCertFile)
-	checkFile(p, "FANOUT_TLS_KEY_FILE", e.TLSKeyFile)
+	// The TLS files are read, and their problems reported, by the one TLS
+	// loader (internal/tlsfiles) when the Kafka client is built, for
+	// validate and run alike (app.Check).
 
 	switch e.SASLMechanism {
 	case "":

@@ -61,6 +61,17 @@ func (p Problem) format(file string) string {
 	return b.String()
 }
 
+// EnvProblems reports problems of the environment found outside its own
+// checks (reading the TLS files it names, say) as a *ValidationError in
+// the environment's form: each Path a variable name. nil when list is
+// empty.
+func EnvProblems(list []Problem) error {
+	if len(list) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: list}
+}
+
 // problems collects Problems, keeping at most one per path: the first is
 // the cause. A field that failed to decode is "broken": what validation
 // would then say about it or anything inside it is noise, and is dropped.
@@ -124,6 +135,15 @@ func (p *problems) quote(path, value string) string {
 	return fmt.Sprintf("%q", truncate(value, 80))
 }
 
+// from names the variables the value at path came from, for a message
+// about it written elsewhere: " (from ${A}, value not shown)", or "".
+func (p *problems) from(path string) string {
+	if names := p.env[path]; len(names) > 0 {
+		return " (from ${" + strings.Join(names, "}${") + "}, value not shown)"
+	}
+	return ""
+}
+
 // lineOf returns the line of path or of its closest ancestor that has one.
 func (p *problems) lineOf(path string) int {
 	for path != "" {
@@ -162,12 +182,13 @@ func parentPath(path string) string {
 // indexPath names a list item.
 func indexPath(parent string, i int) string { return fmt.Sprintf("%s[%d]", parent, i) }
 
-// keyPath names a map entry: headers.Authorization, or headers["a b"] when
-// the key would not read as one path element.
-func keyPath(parent, key string) string {
+// KeyPath names a map entry in a field path: headers.Authorization, or
+// headers["a b"] when the key would not read as one path element (letters,
+// digits, '-' and '_').
+func KeyPath(parent, key string) string {
 	plain := key != ""
 	for _, c := range key {
-		if !isTChar(c) || c == '.' {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 			plain = false
 			break
 		}

@@ -6,6 +6,9 @@ import (
 	"github.com/receiver-fanout/fanout/config"
 )
 
+// Parse reports the file's own problems; the rules a route owns (its URL's
+// form, headers, TLS files, signing secret) are checked by building the
+// routes, which app.FileProblems does through ParseWith, all at once.
 func ExampleParse() {
 	env := func(name string) (string, bool) {
 		if name == "TOKEN" {
@@ -31,7 +34,6 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output:
 	// fanout.yaml:6: receivers[0].routes[0].wokers: unknown field (did you mean workers?)
-	// fanout.yaml:8: receivers[0].routes[0].http.url: must be an absolute http or https URL with a host
 	// fanout.yaml:10: receivers[0].routes[0].http.signing_secret: environment variable SECRET is not set
 	// fanout.yaml:13: receivers[0].routes[1].retry.max_attempts: requires dead_letter_topic: records are never dropped, so without one they are retried forever (remove max_attempts or add dead_letter_topic)
 	// fanout.yaml:14: receivers[0].routes[1].kafka.topic: must differ from the receiver's topic on the same cluster, or every record would loop

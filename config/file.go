@@ -62,6 +62,42 @@ const (
 type File struct {
 	// Receivers (YAML receivers): at least one, each on its own topic.
 	Receivers []Receiver
+
+	// src is where a parsed file came from, so that problems found after
+	// parsing (when its routes are built) are reported as the file's own.
+	src *source
+}
+
+// source is what Parse keeps of a file for later problems.
+type source struct {
+	name  string
+	lines map[string]int      // field path → line where it is written
+	env   map[string][]string // field path → the variables its value came from
+}
+
+// Problems reports problems of this file found outside its own checks, by
+// building its routes, say: as a *ValidationError in the file's form, each
+// at the line where its path (or the nearest written ancestor) is, with
+// the variables a value came from named (never the value). Problems whose
+// Line is set keep it. nil when list is empty.
+func (f *File) Problems(list []Problem) error {
+	if len(list) == 0 {
+		return nil
+	}
+	p := newProblems()
+	name := ""
+	if f.src != nil {
+		name = f.src.name
+		p.lines, p.env = f.src.lines, f.src.env
+	}
+	for _, pr := range list {
+		line := pr.Line
+		if line == 0 {
+			line = p.lineOf(pr.Path)
+		}
+		p.addLine(line, pr.Path, pr.Msg+p.from(pr.Path))
+	}
+	return p.err(name)
 }
 
 // Receiver is one consumed topic and the routes that each of its records

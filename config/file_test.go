@@ -57,6 +57,7 @@ receivers:
 			},
 		},
 	}}}
+	f.src = nil // where it came from, for later problems
 	if !reflect.DeepEqual(f, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", f, want)
 	}
@@ -271,23 +272,9 @@ func TestParseReportsFieldPathAndLine(t *testing.T) {
 		{"http missing", base + "      - name: r\n        type: http\n", r + ".http", 6, "required for type http"},
 		{"http for another type", base + "      - name: r\n        type: log\n        http: {url: http://h/}\n", r + ".http", 8, "only allowed for type http"},
 		{"url missing", base + "      - name: r\n        type: http\n        http: {timeout: 1s}\n", r + ".http.url", 8, "required"},
-		{"url relative", base + "      - name: r\n        type: http\n        http:\n          url: /events\n", r + ".http.url", 9, "absolute http or https URL"},
-		{"url scheme", base + "      - name: r\n        type: http\n        http:\n          url: ftp://h/x\n", r + ".http.url", 9, "absolute http or https URL"},
-		{"url unparsable", base + "      - name: r\n        type: http\n        http:\n          url: \"http://h:x:y/%zz\"\n", r + ".http.url", 9, "absolute http or https URL"},
-		{"url fragment", base + "      - name: r\n        type: http\n        http:\n          url: http://h/#x\n", r + ".http.url", 9, "must not have a #fragment"},
-		{"url bad port", base + "      - name: r\n        type: http\n        http:\n          url: http://h:99999/\n", r + ".http.url", 9, "invalid port"},
 		{"timeout zero", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          timeout: 0s\n", r + ".http.timeout", 10, "must be positive"},
 		{"timeout no unit", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          timeout: 5\n", r + ".http.timeout", 10, "must be a duration such as 500ms"},
-		{"header name invalid", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          headers:\n            \"Bad Name\": x\n", r + `.http.headers["Bad Name"]`, 11, "not a valid header name"},
-		{"header reserved", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          headers:\n            X-Fanout-Route: x\n", r + ".http.headers.X-Fanout-Route", 11, "set by the http route itself"},
-		{"header value with newline", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          headers:\n            X-A: \"a\\nb\"\n", r + ".http.headers.X-A", 11, "must not contain CR, LF or NUL"},
-		{"header twice", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          headers:\n            X-A: a\n            x-a: b\n", r + ".http.headers.x-a", 12, "duplicates header X-A"},
 		{"headers a list", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          headers: [a]\n", r + ".http.headers", 10, "must be a mapping, got a list"},
-		{"tls with http url", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          tls: {insecure_skip_verify: true}\n", r + ".http.tls", 10, "only applies to https URLs"},
-		{"tls cert without key", base + "      - name: r\n        type: http\n        http:\n          url: https://h/\n          tls:\n            cert_file: " + pem + "\n", r + ".http.tls.key_file", 10, "required with cert_file"},
-		{"tls key without cert", base + "      - name: r\n        type: http\n        http:\n          url: https://h/\n          tls:\n            key_file: " + pem + "\n", r + ".http.tls.cert_file", 10, "required with key_file"},
-		{"tls ca file missing", base + "      - name: r\n        type: http\n        http:\n          url: https://h/\n          tls:\n            ca_file: /nonexistent/ca.pem\n", r + ".http.tls.ca_file", 11, `cannot use "/nonexistent/ca.pem": no such file`},
-		{"tls file is a directory", base + "      - name: r\n        type: http\n        http:\n          url: https://h/\n          tls:\n            ca_file: " + dir + "\n", r + ".http.tls.ca_file", 11, "is a directory"},
 		{"tls bool", base + "      - name: r\n        type: http\n        http:\n          url: https://h/\n          tls:\n            insecure_skip_verify: maybe\n", r + ".http.tls.insecure_skip_verify", 11, `must be true or false, got "maybe"`},
 		{"unset variable", base + "      - name: r\n        type: http\n        http:\n          url: http://h/\n          signing_secret: ${NOPE}\n", r + ".http.signing_secret", 10, "environment variable NOPE is not set"},
 		{"bad variable reference", base + "      - name: r\n        type: http\n        http:\n          url: http://h/${oops\n", r + ".http.url", 9, "unterminated ${"},
@@ -354,9 +341,7 @@ func TestParseReportsEveryProblemAtOnce(t *testing.T) {
 		{3, "receivers[0].max_inflight", "must be between 1 and 1000000, got 0"},
 		{6, "receivers[0].routes[0].type", `unknown type "htp": want http, kafka, log or discard`},
 		{7, "receivers[0].routes[0].wokers", "unknown field (did you mean workers?)"},
-		{9, "receivers[0].routes[0].http.url", "must be an absolute http or https URL with a host"},
 		{10, "receivers[0].routes[0].http.headers.Authorization", "environment variable NOPE is not set"},
-		{10, `receivers[0].routes[0].http.headers["Bad Header"]`, "is not a valid header name"},
 		{11, "receivers[0].routes[1].name", `route name "billing" is also used by routes[0]`},
 		{13, "receivers[0].routes[1].workers", `must be an integer, got "abc"`},
 		{14, "receivers[0].routes[1].retry.max_attempts", "requires dead_letter_topic: records are never dropped, so without one they are retried forever (remove max_attempts or add dead_letter_topic)"},
@@ -416,9 +401,7 @@ func TestParseNeverLeaksSecrets(t *testing.T) {
 	}
 	for _, want := range []string{
 		"workers: must be an integer, got ${NUM} (value not shown)",
-		"http.headers.Authorization: value must not contain CR, LF or NUL",
 		"http.signing_secret: environment variable MISSING is not set",
-		"http.tls.ca_file: cannot use ${FILE} (value not shown): no such file or directory",
 		"type: unknown type ${TYPE} (value not shown)",
 		"kafka.brokers[0]: ${BROKER} (value not shown) is not a host:port address",
 	} {
@@ -556,7 +539,7 @@ receiver orders: max_inflight=500, max_inflight_mib=64, 4 routes
 	if got != want {
 		t.Errorf("Summary =\n%s\nwant\n%s", got, want)
 	}
-	if strings.Contains(got, "hunter2") || strings.Contains(got, testSecret[len(SigningSecretPrefix):]) {
+	if strings.Contains(got, "hunter2") || strings.Contains(got, testSecret[len("whsec_"):]) {
 		t.Errorf("Summary leaks a secret")
 	}
 }

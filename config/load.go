@@ -18,6 +18,19 @@ import (
 // On any problem it returns a nil File and a *ValidationError listing
 // every problem with its line and field path.
 func Parse(name string, data []byte, lookup Lookup) (*File, error) {
+	return ParseWith(name, data, lookup, nil)
+}
+
+// Check finds problems of a parsed file that its own checks leave to
+// others: building its routes, say (see ParseWith).
+type Check func(*File) []Problem
+
+// ParseWith is Parse with more checks: check gets the file as parsed, even
+// when it has problems (a field that failed to decode is left zero), and
+// returns problems at field paths, which are reported with the file's own,
+// at their lines, all at once. A check's problem at a path that already has
+// one, or below a field that failed to decode, is dropped.
+func ParseWith(name string, data []byte, lookup Lookup, check Check) (*File, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
@@ -25,6 +38,12 @@ func Parse(name string, data []byte, lookup Lookup) (*File, error) {
 	f := parse(data, lookup, p)
 	if f != nil {
 		validateFile(f, p)
+		f.src = &source{name: name, lines: p.lines, env: p.env}
+		if check != nil {
+			for _, pr := range check(f) {
+				p.addLine(p.lineOf(pr.Path), pr.Path, pr.Msg+p.from(pr.Path))
+			}
+		}
 	}
 	if err := p.err(name); err != nil {
 		return nil, err
@@ -34,11 +53,16 @@ func Parse(name string, data []byte, lookup Lookup) (*File, error) {
 
 // LoadFile reads the file at path and parses it with Parse.
 func LoadFile(path string, lookup Lookup) (*File, error) {
+	return LoadFileWith(path, lookup, nil)
+}
+
+// LoadFileWith reads the file at path and parses it with ParseWith.
+func LoadFileWith(path string, lookup Lookup, check Check) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data, lookup)
+	return ParseWith(path, data, lookup, check)
 }
 
 // parse turns YAML into a File, recording problems; it returns nil when the
@@ -100,7 +124,10 @@ type Config struct {
 // environment. When the environment has problems but still names a file,
 // the file is checked too and both errors are joined, so one run shows
 // everything to fix.
-func Load() (*Config, error) {
+func Load() (*Config, error) { return LoadWith(nil) }
+
+// LoadWith is Load with more checks of the file (see ParseWith).
+func LoadWith(check Check) (*Config, error) {
 	env, envErr := LoadEnv()
 	path := env.ConfigFile
 	if envErr != nil {
@@ -109,7 +136,7 @@ func Load() (*Config, error) {
 			path = DefaultEnv().ConfigFile
 		}
 	}
-	f, fileErr := LoadFile(path, os.LookupEnv)
+	f, fileErr := LoadFileWith(path, os.LookupEnv, check)
 	var ve *ValidationError
 	if fileErr != nil && !errors.As(fileErr, &ve) {
 		fileErr = fileProblem(path, os.Getenv("FANOUT_CONFIG") == "", fileErr)
@@ -132,4 +159,13 @@ func fileProblem(path string, isDefault bool, err error) error {
 		msg = fmt.Sprintf("no receivers file at %s: set FANOUT_CONFIG to its path, or start from the commented example in the repository, fanout.example.yaml (cp fanout.example.yaml fanout.yaml)", where)
 	}
 	return &ValidationError{Problems: []Problem{{Path: "FANOUT_CONFIG", Msg: msg}}}
+}
+
+// pathErrCause drops the file name an *os.PathError repeats.
+func pathErrCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

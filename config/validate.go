@@ -2,10 +2,7 @@ package config
 
 import (
 	"net"
-	"net/url"
-	"os"
 	"strconv"
-	"strings"
 )
 
 // Validate checks f, which must have had SetDefaults applied if it was
@@ -143,83 +140,16 @@ func validateRetry(rt *Route, path string, p *problems) {
 	}
 }
 
-// reservedHeaders are set by the http route itself.
-var reservedHeaders = map[string]bool{
-	"content-length":    true,
-	"host":              true,
-	"transfer-encoding": true,
-	"connection":        true,
-	"idempotency-key":   true,
-	// Standard Webhooks signing (signing_secret).
-	"webhook-id":        true,
-	"webhook-timestamp": true,
-	"webhook-signature": true,
-}
-
+// validateHTTP checks what the file's schema says of an http block. What
+// the route itself checks (the URL's form, header names and values, the
+// signing secret, the TLS files) is checked by building the route, for
+// validate and run alike (see app.Check), so that each rule has one owner.
 func validateHTTP(h *HTTP, path string, p *problems) {
-	up := path + ".url"
-	https := false
 	if h.URL == "" {
-		p.addf(up, "required")
-	} else if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
-		// The URL may hold credentials, so it is not quoted.
-		p.addf(up, "must be an absolute http or https URL with a host")
-	} else {
-		https = u.Scheme == "https"
-		if u.Fragment != "" {
-			p.addf(up, "must not have a #fragment, which is never sent")
-		}
-		if port := u.Port(); port != "" {
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				p.addf(up, "has an invalid port")
-			}
-		}
+		p.addf(path+".url", "required")
 	}
 	if h.Timeout <= 0 {
 		p.addf(path+".timeout", "must be positive, got %s", h.Timeout)
-	}
-	if h.SigningSecret != "" {
-		if _, err := SigningKey(string(h.SigningSecret)); err != nil {
-			sp := path + ".signing_secret"
-			from := ""
-			if names := p.env[sp]; len(names) > 0 {
-				from = " (from ${" + strings.Join(names, "}${") + "}, value not shown)"
-			}
-			p.addf(sp, "%v%s", err, from)
-		}
-	}
-	canonical := make(map[string]string, len(h.Headers))
-	for _, k := range sortedKeys(h.Headers) {
-		kp := keyPath(path+".headers", k)
-		lower := strings.ToLower(k)
-		other, dup := canonical[lower]
-		canonical[lower] = k
-		switch {
-		case dup:
-			p.addf(kp, "duplicates header %s: header names are case-insensitive", other)
-		case k == "" || !allChars(k, isTChar):
-			p.addf(kp, "is not a valid header name")
-		case reservedHeaders[lower] || strings.HasPrefix(lower, "x-fanout-"):
-			p.addf(kp, "is set by the http route itself and cannot be configured")
-		case strings.ContainsAny(h.Headers[k], "\r\n\x00"):
-			// Never echo the value: it is likely a credential.
-			p.addf(kp, "value must not contain CR, LF or NUL")
-		}
-	}
-	if h.TLS != nil {
-		tp := path + ".tls"
-		if h.URL != "" && !https && !p.seen[up] {
-			p.addf(tp, "only applies to https URLs")
-		}
-		checkFile(p, tp+".ca_file", h.TLS.CAFile)
-		switch {
-		case h.TLS.CertFile != "" && h.TLS.KeyFile == "":
-			p.addf(tp+".key_file", "required with cert_file")
-		case h.TLS.CertFile == "" && h.TLS.KeyFile != "":
-			p.addf(tp+".cert_file", "required with key_file")
-		}
-		checkFile(p, tp+".cert_file", h.TLS.CertFile)
-		checkFile(p, tp+".key_file", h.TLS.KeyFile)
 	}
 }
 
@@ -264,28 +194,6 @@ func checkHostPort(addr string) string {
 	return ""
 }
 
-// checkFile reports a named file that cannot be used.
-func checkFile(p *problems, path, name string) {
-	if name == "" {
-		return
-	}
-	st, err := os.Stat(name)
-	switch {
-	case err != nil:
-		p.addf(path, "cannot use %s: %v", p.quote(path, name), pathErrCause(err))
-	case st.IsDir():
-		p.addf(path, "%s is a directory", p.quote(path, name))
-	}
-}
-
-// pathErrCause drops the file name an *os.PathError repeats.
-func pathErrCause(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
-}
-
 func allChars(s string, ok func(rune) bool) bool {
 	for _, c := range s {
 		if !ok(c) {
@@ -298,12 +206,4 @@ func allChars(s string, ok func(rune) bool) bool {
 // isNameChar: Kafka topic names and route names.
 func isNameChar(c rune) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
-}
-
-// isTChar: HTTP header name characters (RFC 9110 token).
-func isTChar(c rune) bool {
-	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-		return true
-	}
-	return strings.ContainsRune("!#$%&'*+-.^_`|~", c)
 }

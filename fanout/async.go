@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,11 @@ type delivery struct {
 	// report, when set, is a CompletionFunc's function: the delivery is
 	// not the engine's.
 	report func(error)
+	// cancel and timer end the current attempt at RouteConfig.Timeout;
+	// mu guards them, as the timer's goroutine may report the outcome.
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	timer  *time.Timer
 }
 
 var deliveries = sync.Pool{New: func() any { return new(delivery) }}
@@ -143,7 +149,19 @@ func (d *delivery) issue() {
 	m := d.s.msg // a copy: the slot's data is released once every route acknowledged
 	m.Attempt = d.attempt
 	c := Completion{d: d, attempt: d.fired.Load() + 1}
-	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(p.ctx, m, c); return nil }); err != nil {
+	ctx := p.ctx
+	if timeout := d.rr.cfg.Timeout; timeout > 0 {
+		// The attempt's own deadline, enforced by the engine too: an
+		// attempt the route has not reported by then fails, and the
+		// route's late report finds the attempt gone.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		d.mu.Lock()
+		d.cancel = cancel
+		d.timer = time.AfterFunc(timeout, func() { c.Done(&TimeoutError{After: timeout}) })
+		d.mu.Unlock()
+	}
+	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(ctx, m, c); return nil }); err != nil {
 		c.Done(err)
 	}
 }
@@ -153,6 +171,18 @@ func (d *delivery) issue() {
 // the engine's, so a route's callback goroutine is never held.
 func (d *delivery) outcome(err error) {
 	rr, p := d.rr, d.p
+	if rr.cfg.Timeout > 0 {
+		d.mu.Lock()
+		cancel, timer := d.cancel, d.timer
+		d.cancel, d.timer = nil, nil
+		d.mu.Unlock()
+		timer.Stop()
+		cancel()
+		var te *TimeoutError
+		if err != nil && !errors.As(err, &te) && p.ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = &TimeoutError{After: rr.cfg.Timeout, Err: err}
+		}
+	}
 	clock := rr.r.e.clock
 	took := clock.Now().Sub(d.start)
 	if err == nil {

@@ -64,6 +64,14 @@ type RouteConfig struct {
 	// DeadLetter receives records that exhausted MaxAttempts or failed
 	// permanently. Nil means retry forever.
 	DeadLetter DeadLetterFunc
+	// Timeout bounds each delivery attempt, for every kind of route: the
+	// attempt's context ends after it, and an attempt that ended so fails
+	// with a *TimeoutError, which is retried. An asynchronous route that
+	// ignores its context is bounded too: its attempt fails at the
+	// deadline and a late outcome is ignored. (A synchronous Deliver that
+	// ignores its context keeps its worker until it returns.) Zero: no
+	// bound.
+	Timeout time.Duration
 }
 
 // ReceiverConfig is one receiver: a topic and its routes.
@@ -161,6 +169,9 @@ func (c *ReceiverConfig) validate() error {
 		names[n] = true
 		if rc.Workers < 1 || rc.Buffer < 1 || rc.MaxAttempts < 0 || rc.InitialBackoff <= 0 {
 			errs = append(errs, fmt.Errorf("receiver %q: route %q: workers and buffer must be at least 1, backoff positive", c.Topic, n))
+		}
+		if rc.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("receiver %q: route %q: negative timeout %s", c.Topic, n, rc.Timeout))
 		}
 		if rc.Ordering < OrderKey || rc.Ordering > OrderNone {
 			errs = append(errs, fmt.Errorf("receiver %q: route %q: unknown ordering %d", c.Topic, n, rc.Ordering))

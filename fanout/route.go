@@ -85,6 +85,25 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// TimeoutError is a delivery attempt that RouteConfig.Timeout ended. It is
+// retried like any error that is not permanent.
+type TimeoutError struct {
+	After time.Duration
+	Err   error // what the route returned, if it returned
+}
+
+func (e *TimeoutError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("delivery timed out after %s", e.After)
+	}
+	return fmt.Sprintf("delivery timed out after %s: %v", e.After, e.Err)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Timeout reports true, as net.Error's Timeout does.
+func (e *TimeoutError) Timeout() bool { return true }
+
 // PanicError is the error a recovered panic inside Route.Deliver becomes.
 type PanicError struct {
 	Value any

@@ -225,8 +225,18 @@ func (rr *routeRunner) wait(ctx context.Context, p *partition, d time.Duration) 
 	}
 }
 
+// call runs one synchronous attempt, within RouteConfig.Timeout.
 func (rr *routeRunner) call(ctx context.Context, m Message) error {
-	return rr.safe(func() error { return rr.cfg.Route.Deliver(ctx, m) })
+	if rr.cfg.Timeout <= 0 {
+		return rr.safe(func() error { return rr.cfg.Route.Deliver(ctx, m) })
+	}
+	actx, cancel := context.WithTimeout(ctx, rr.cfg.Timeout)
+	defer cancel()
+	err := rr.safe(func() error { return rr.cfg.Route.Deliver(actx, m) })
+	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return &TimeoutError{After: rr.cfg.Timeout, Err: err}
+	}
+	return err
 }
 
 // safe runs fn, turning a panic (even panic(nil)) into a *PanicError.

@@ -2,26 +2,20 @@ package routes
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/receiver-fanout/fanout/config"
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/receiver-fanout/fanout/internal/redact"
+	"github.com/receiver-fanout/fanout/internal/tlsfiles"
 )
-
-// DefaultHTTPTimeout is the per-request timeout of an HTTP route whose
-// HTTPOptions.Timeout is zero: the receivers file's default, which owns it.
-const DefaultHTTPTimeout = config.DefaultHTTPTimeout
 
 // MaxRetryAfter caps the wait a Retry-After response header can ask for. A
 // server asking for more (or a clock far off) still gets its retry after
@@ -47,7 +41,8 @@ type HTTPOptions struct {
 	// and Zapier keep their secret) never appear in one.
 	URL string
 	// Timeout bounds one request, response headers and the bounded body
-	// drain included. Zero means DefaultHTTPTimeout.
+	// drain included. Zero sets no bound of the route's own: the engine
+	// bounds every delivery attempt (fanout.RouteConfig.Timeout).
 	Timeout time.Duration
 	// Headers are sent with every request. Names must be HTTP tokens. The
 	// names the wire format owns (X-Fanout-*, Idempotency-Key and the
@@ -60,8 +55,8 @@ type HTTPOptions struct {
 	// 1.0 way: Webhook-Id (the Idempotency-Key value), Webhook-Timestamp
 	// (Unix seconds of the attempt) and Webhook-Signature: v1,<base64
 	// HMAC-SHA256 of "<id>.<timestamp>.<body>">. It is written
-	// whsec_<base64 of the key> (see config.SigningKey); the key is the
-	// decoded bytes.
+	// whsec_<base64 of the key> (see SigningKey); the key is the decoded
+	// bytes.
 	SigningSecret string
 	// CAFile is a PEM bundle of roots trusted for the server, replacing the
 	// system roots. CertFile and KeyFile are a PEM client certificate and
@@ -82,7 +77,9 @@ type HTTPOptions struct {
 }
 
 // reservedHeaders may not be set through HTTPOptions.Headers: the wire
-// format or the transport owns them.
+// format or the transport owns them. It is the program's one list: the
+// receivers file's http.headers are checked by NewHTTP, for validate and
+// run alike.
 var reservedHeaders = map[string]bool{
 	"Content-Length":    true,
 	"Transfer-Encoding": true,
@@ -121,43 +118,60 @@ var (
 	_ io.Closer    = (*HTTPRoute)(nil)
 )
 
-// NewHTTP builds an HTTP route, reading the CA and client certificate files
-// now so that a bad file fails at startup. Errors name the route, the
-// option and the file, never a header value or the secret.
-func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
-	label := fmt.Sprintf("http route %q", o.Name)
-	if o.Topic != "" {
-		label = fmt.Sprintf("http route %q (topic %q)", o.Name, o.Topic)
-	}
-	fail := func(format string, args ...any) (*HTTPRoute, error) {
-		return nil, fmt.Errorf(label+": "+format, args...)
-	}
+// OptionError is one problem with an HTTPOptions field. Field is spelt as
+// the receivers file spells it under a route's http: "url", "timeout",
+// "signing_secret", "headers", "tls", "tls.ca_file", and so on; Key is the
+// header name for a problem of one header.
+type OptionError struct {
+	Field, Key string
+	Msg        string
+}
 
+func (e *OptionError) Error() string {
+	if e.Key != "" {
+		return fmt.Sprintf("%s[%q]: %s", e.Field, e.Key, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// NewHTTP builds an HTTP route, reading the CA and client certificate files
+// and decoding the signing secret now, so that a bad file or secret fails
+// at startup. It reports every problem at once, joined, each an
+// *OptionError naming its field, behind a prefix naming the route; errors
+// never contain a header value or the secret, and show only the URL's
+// scheme and host. It opens no connection.
+func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
+	var problems []error
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, &OptionError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	badHeader := func(name, format string, args ...any) {
+		problems = append(problems, &OptionError{Field: "headers", Key: name, Msg: fmt.Sprintf(format, args...)})
+	}
 	if o.Name == "" {
-		return fail("name is empty")
+		bad("name", "is empty")
+	} else if !validHeaderValue(o.Name) {
+		bad("name", "contains control characters")
 	}
-	if !validHeaderValue(o.Name) {
-		return fail("name contains control characters")
-	}
-	if o.URL == "" {
-		return fail("url is empty")
-	}
-	u, err := url.Parse(o.URL)
-	if err != nil {
+	var u *url.URL
+	switch parsed, err := url.Parse(o.URL); {
+	case o.URL == "":
+		bad("url", "required")
+	case err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.Hostname() == "":
 		// Any detail of the parse error may quote the URL's secret parts.
-		return fail("url does not parse as a URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fail("url: scheme must be http or https, not %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return fail("url: no host")
+		bad("url", "must be an absolute http or https URL with a host")
+	case parsed.Fragment != "":
+		bad("url", "must not have a #fragment, which is never sent")
+	case !validPort(parsed.Port()):
+		bad("url", "has an invalid port")
+	default:
+		u = parsed
 	}
 	if o.Timeout < 0 {
-		return fail("timeout is negative: %s", o.Timeout)
+		bad("timeout", "is negative: %s", o.Timeout)
 	}
 	if o.Workers < 0 {
-		return fail("workers is negative: %d", o.Workers)
+		bad("workers", "is negative: %d", o.Workers)
 	}
 
 	r := &HTTPRoute{
@@ -170,26 +184,34 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		contentType: "application/octet-stream",
 		now:         time.Now,
 	}
-	if r.timeout == 0 {
-		r.timeout = DefaultHTTPTimeout
-	}
 	if o.SigningSecret != "" {
-		if r.key, err = config.SigningKey(o.SigningSecret); err != nil {
-			return fail("signing_secret %v", err)
+		key, err := SigningKey(o.SigningSecret)
+		if err != nil {
+			bad("signing_secret", "%v", err)
 		}
+		r.key = key
 	}
 	r.static.Set("User-Agent", "receiver-fanout")
-	for name, value := range o.Headers {
-		if !validToken(name) {
-			return fail("header name %q is not a valid HTTP token", name)
-		}
+	seen := make(map[string]string, len(o.Headers))
+	for _, name := range sortedHeaderNames(o.Headers) {
+		value := o.Headers[name]
 		canon := http.CanonicalHeaderKey(name)
-		if reservedHeaders[canon] || strings.HasPrefix(canon, "X-Fanout-") {
-			return fail("header %q is set by the route and cannot be configured", canon)
-		}
-		if !validHeaderValue(value) {
+		other, dup := seen[canon]
+		seen[canon] = name
+		switch {
+		case dup:
+			badHeader(name, "duplicates header %s: header names are case-insensitive", other)
+			continue
+		case !validToken(name):
+			badHeader(name, "is not a valid header name (an HTTP token)")
+			continue
+		case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Fanout-"):
+			badHeader(name, "is set by the http route itself and cannot be configured")
+			continue
+		case !validHeaderValue(value):
 			// Never echo the value: it is likely a credential.
-			return fail("header %q: value contains control characters", canon)
+			badHeader(name, "value must not contain control characters")
+			continue
 		}
 		switch canon {
 		case "Host":
@@ -203,53 +225,95 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		}
 	}
 
+	var tr *http.Transport
+	if o.Client == nil {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+		files := tlsfiles.Files{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile, InsecureSkipVerify: o.InsecureSkipVerify}
+		if files != (tlsfiles.Files{}) {
+			if u != nil && u.Scheme != "https" {
+				bad("tls", "only applies to https URLs")
+			}
+			cfg, err := tlsfiles.Config(files)
+			for _, e := range unwrapJoined(err) {
+				var fe *tlsfiles.Error
+				if errors.As(e, &fe) {
+					bad("tls."+string(fe.Field), "%s", fe.Msg)
+				} else {
+					bad("tls", "%v", e)
+				}
+			}
+			tr.TLSClientConfig = cfg
+		}
+		if o.Workers > 0 {
+			tr.MaxConnsPerHost = o.Workers
+			tr.MaxIdleConnsPerHost = o.Workers
+			tr.MaxIdleConns = max(tr.MaxIdleConns, o.Workers)
+		}
+	}
+	if len(problems) > 0 {
+		label := fmt.Sprintf("http route %q", o.Name)
+		if o.Topic != "" {
+			label = fmt.Sprintf("http route %q (topic %q)", o.Name, o.Topic)
+		}
+		return nil, &HTTPOptionsError{Route: label, Problems: problems}
+	}
 	if o.Client != nil {
 		c := *o.Client
 		c.CheckRedirect = noRedirect
 		r.client = &c
 		return r, nil
 	}
-
-	tlsSet := o.CAFile != "" || o.CertFile != "" || o.KeyFile != "" || o.InsecureSkipVerify
-	if tlsSet && u.Scheme != "https" {
-		return fail("ca_file, cert_file, key_file and insecure_skip_verify need an https url")
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if tlsSet {
-		cfg := &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // operator's explicit choice
-		}
-		if o.CAFile != "" {
-			pem, err := os.ReadFile(o.CAFile)
-			if err != nil {
-				return fail("ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fail("ca_file %q: no PEM certificates found", o.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		if (o.CertFile == "") != (o.KeyFile == "") {
-			return fail("cert_file and key_file must be set together")
-		}
-		if o.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-			if err != nil {
-				return fail("cert_file %q, key_file %q: %w", o.CertFile, o.KeyFile, err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		tr.TLSClientConfig = cfg
-	}
-	if o.Workers > 0 {
-		tr.MaxConnsPerHost = o.Workers
-		tr.MaxIdleConnsPerHost = o.Workers
-		tr.MaxIdleConns = max(tr.MaxIdleConns, o.Workers)
-	}
 	r.client = &http.Client{Transport: tr, CheckRedirect: noRedirect}
 	return r, nil
+}
+
+// HTTPOptionsError is every problem NewHTTP found, each an *OptionError.
+type HTTPOptionsError struct {
+	Route    string // "http route \"billing\" (topic \"orders\")"
+	Problems []error
+}
+
+func (e *HTTPOptionsError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.Error())
+	}
+	return e.Route + ": " + b.String()
+}
+
+// Unwrap returns the problems, for errors.As.
+func (e *HTTPOptionsError) Unwrap() []error { return e.Problems }
+
+// unwrapJoined returns the errors errors.Join put together, or err alone.
+func unwrapJoined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func sortedHeaderNames(h map[string]string) []string {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// validPort reports whether a URL's port (empty: the scheme's) is usable.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // noRedirect hands 3xx responses back to Deliver. Following them would turn
@@ -276,7 +340,10 @@ func (r *HTTPRoute) Deliver(ctx context.Context, m fanout.Message) error {
 	if err := ctx.Err(); err != nil {
 		return r.wrap(err)
 	}
-	reqCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	reqCtx, cancel := ctx, context.CancelFunc(func() {})
+	if r.timeout > 0 {
+		reqCtx, cancel = context.WithTimeout(ctx, r.timeout)
+	}
 	defer cancel()
 
 	req, err := r.newRequest(reqCtx, &m)

@@ -850,28 +850,33 @@ func TestNewHTTPErrors(t *testing.T) {
 		o    HTTPOptions
 		want string
 	}{
-		{"empty name", HTTPOptions{URL: "http://h/"}, `http route "": name is empty`},
-		{"control in name", HTTPOptions{Name: "a\nb", URL: "http://h/"}, "name contains control characters"},
-		{"empty url", HTTPOptions{Name: "b"}, `http route "b": url is empty`},
-		{"topic in label", HTTPOptions{Name: "b", Topic: "orders"}, `http route "b" (topic "orders"): url is empty`},
-		{"unparsable url", HTTPOptions{Name: "b", URL: "http://h:port/"}, `http route "b": url does not parse as a URL`},
-		{"signing secret of another form", HTTPOptions{Name: "b", URL: "http://h/", SigningSecret: "s3cret"}, `http route "b": signing_secret must be a Standard Webhooks secret: whsec_ and the base64 of 24 to 64 random bytes`},
-		{"reserved signing header", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"webhook-signature": "v1,x"}}, `header "Webhook-Signature" is set by the route`},
-		{"relative url", HTTPOptions{Name: "b", URL: "/events"}, `scheme must be http or https, not ""`},
-		{"wrong scheme", HTTPOptions{Name: "b", URL: "ftp://h/"}, `not "ftp"`},
-		{"no host", HTTPOptions{Name: "b", URL: "http:///path"}, "url: no host"},
-		{"negative timeout", HTTPOptions{Name: "b", URL: "http://h/", Timeout: -time.Second}, "timeout is negative"},
-		{"negative workers", HTTPOptions{Name: "b", URL: "http://h/", Workers: -1}, "workers is negative"},
-		{"bad header name", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Bad Name": "v"}}, `header name "Bad Name" is not a valid HTTP token`},
-		{"bad header value", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"X-A": "v\r\nX-B: 1"}}, `header "X-A": value contains control characters`},
-		{"reserved prefix", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"x-fanout-topic": "v"}}, `header "X-Fanout-Topic" is set by the route`},
-		{"reserved idempotency key", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Idempotency-Key": "v"}}, `header "Idempotency-Key" is set by the route`},
-		{"reserved framing", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Content-Length": "1"}}, `header "Content-Length" is set by the route`},
-		{"tls on http", HTTPOptions{Name: "b", URL: "http://h/", InsecureSkipVerify: true}, "need an https url"},
-		{"missing ca", HTTPOptions{Name: "b", URL: "https://h/", CAFile: filepath.Join(dir, "missing.pem")}, "ca_file: open " + filepath.Join(dir, "missing.pem")},
-		{"ca not pem", HTTPOptions{Name: "b", URL: "https://h/", CAFile: notPEM}, "no PEM certificates found"},
-		{"cert without key", HTTPOptions{Name: "b", URL: "https://h/", CertFile: notPEM}, "cert_file and key_file must be set together"},
-		{"bad key pair", HTTPOptions{Name: "b", URL: "https://h/", CertFile: notPEM, KeyFile: notPEM}, `cert_file "` + notPEM},
+		{"empty name", HTTPOptions{URL: "http://h/"}, `http route "": name: is empty`},
+		{"control in name", HTTPOptions{Name: "a\nb", URL: "http://h/"}, "name: contains control characters"},
+		{"empty url", HTTPOptions{Name: "b"}, `http route "b": url: required`},
+		{"topic in label", HTTPOptions{Name: "b", Topic: "orders"}, `http route "b" (topic "orders"): url: required`},
+		{"unparsable url", HTTPOptions{Name: "b", URL: "http://h:port/"}, `http route "b": url: must be an absolute http or https URL with a host`},
+		{"signing secret of another form", HTTPOptions{Name: "b", URL: "http://h/", SigningSecret: "s3cret"}, `http route "b": signing_secret: must be a Standard Webhooks secret: whsec_ and the base64 of 24 to 64 random bytes`},
+		{"reserved signing header", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"webhook-signature": "v1,x"}}, `headers["webhook-signature"]: is set by the http route itself`},
+		{"relative url", HTTPOptions{Name: "b", URL: "/events"}, "url: must be an absolute http or https URL with a host"},
+		{"wrong scheme", HTTPOptions{Name: "b", URL: "ftp://h/"}, "url: must be an absolute http or https URL with a host"},
+		{"no host", HTTPOptions{Name: "b", URL: "http:///path"}, "url: must be an absolute http or https URL with a host"},
+		{"fragment", HTTPOptions{Name: "b", URL: "http://h/#x"}, "url: must not have a #fragment"},
+		{"bad port", HTTPOptions{Name: "b", URL: "http://h:99999/"}, "url: has an invalid port"},
+		{"negative timeout", HTTPOptions{Name: "b", URL: "http://h/", Timeout: -time.Second}, "timeout: is negative"},
+		{"negative workers", HTTPOptions{Name: "b", URL: "http://h/", Workers: -1}, "workers: is negative"},
+		{"bad header name", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Bad Name": "v"}}, `headers["Bad Name"]: is not a valid header name`},
+		{"bad header value", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"X-A": "v\r\nX-B: 1"}}, `headers["X-A"]: value must not contain control characters`},
+		{"header twice", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"X-A": "a", "x-a": "b"}}, `headers["x-a"]: duplicates header X-A`},
+		{"reserved prefix", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"x-fanout-topic": "v"}}, `headers["x-fanout-topic"]: is set by the http route itself`},
+		{"reserved idempotency key", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Idempotency-Key": "v"}}, `headers["Idempotency-Key"]: is set by the http route itself`},
+		{"reserved framing", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Content-Length": "1"}}, `headers["Content-Length"]: is set by the http route itself`},
+		{"reserved upgrade", HTTPOptions{Name: "b", URL: "http://h/", Headers: map[string]string{"Upgrade": "h2c"}}, `headers["Upgrade"]: is set by the http route itself`},
+		{"tls on http", HTTPOptions{Name: "b", URL: "http://h/", InsecureSkipVerify: true}, "tls: only applies to https URLs"},
+		{"missing ca", HTTPOptions{Name: "b", URL: "https://h/", CAFile: filepath.Join(dir, "missing.pem")}, "tls.ca_file: cannot read it: no such file"},
+		{"ca not pem", HTTPOptions{Name: "b", URL: "https://h/", CAFile: notPEM}, "tls.ca_file: holds no PEM certificate"},
+		{"cert without key", HTTPOptions{Name: "b", URL: "https://h/", CertFile: notPEM}, "tls.key_file: required with cert_file"},
+		{"bad key pair", HTTPOptions{Name: "b", URL: "https://h/", CertFile: notPEM, KeyFile: notPEM}, "tls.cert_file: does not load with key_file"},
+		{"every problem at once", HTTPOptions{Name: "b", URL: "ftp://h/", Timeout: -time.Second, Headers: map[string]string{"Upgrade": "x"}}, `url: must be an absolute http or https URL with a host; timeout: is negative: -1s; headers["Upgrade"]: is set`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -893,8 +898,8 @@ func TestHTTPConnectionPoolSizedByWorkers(t *testing.T) {
 	if tr.MaxConnsPerHost != 7 || tr.MaxIdleConnsPerHost != 7 {
 		t.Fatalf("MaxConnsPerHost %d, MaxIdleConnsPerHost %d; want 7, 7", tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost)
 	}
-	if r.timeout != DefaultHTTPTimeout {
-		t.Fatalf("timeout = %s, want the default %s", r.timeout, DefaultHTTPTimeout)
+	if r.timeout != 0 {
+		t.Fatalf("timeout = %s, want none of the route's own (the engine bounds each attempt)", r.timeout)
 	}
 }
 

@@ -1,4 +1,4 @@
-package routes
+package app
 
 import (
 	"bytes"
@@ -7,10 +7,26 @@ import (
 
 	"github.com/receiver-fanout/fanout/config"
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/receiver-fanout/fanout/routes"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// newProducers is a producer set on an in-process cluster with topics.
+func newProducers(t *testing.T, topics ...string) *routes.Producers {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p := routes.NewProducers([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, 2*time.Second)
+	t.Cleanup(p.Close)
+	return p
+}
+
 func TestBuild_mapsEveryRouteType(t *testing.T) {
-	p, _ := newKafka(t, "audit", "orders.dlq")
+	p := newProducers(t, "audit", "orders.dlq")
 	f := &config.File{Receivers: []config.Receiver{{
 		Topic: "orders", MaxInflight: 50,
 		Routes: []config.Route{
@@ -25,18 +41,18 @@ func TestBuild_mapsEveryRouteType(t *testing.T) {
 		},
 	}}}
 	var logs bytes.Buffer
-	b, err := Build(f, p, &logs)
+	b, err := build(f, p, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	r := b.Receivers[0]
+	defer b.close()
+	r := b.receivers[0]
 	if r.Topic != "orders" || r.MaxInflight != 50 || len(r.Routes) != 4 {
 		t.Fatalf("receiver %+v", r)
 	}
 	hook := r.Routes[0]
-	if _, ok := hook.Route.(*HTTPRoute); !ok || hook.Workers != 2 || hook.Buffer != 10 || hook.Ordering != fanout.OrderPartition ||
-		hook.MaxAttempts != 3 || hook.DeadLetter == nil || hook.Filter == nil {
+	if _, ok := hook.Route.(*routes.HTTPRoute); !ok || hook.Workers != 2 || hook.Buffer != 10 || hook.Ordering != fanout.OrderPartition ||
+		hook.MaxAttempts != 3 || hook.DeadLetter == nil || hook.Filter == nil || hook.Timeout != time.Second {
 		t.Fatalf("http route %+v", hook)
 	}
 	match := &fanout.Message{Headers: []fanout.Header{{Key: "type", Value: []byte("a")}, {Key: "v", Value: []byte("1")}}}
@@ -44,24 +60,24 @@ func TestBuild_mapsEveryRouteType(t *testing.T) {
 	if !hook.Filter(match) || hook.Filter(partial) || hook.Filter(&fanout.Message{}) {
 		t.Fatal("filter must require every configured header")
 	}
-	if _, ok := r.Routes[1].Route.(*KafkaRoute); !ok || r.Routes[1].DeadLetter != nil {
+	if _, ok := r.Routes[1].Route.(*routes.KafkaRoute); !ok || r.Routes[1].DeadLetter != nil {
 		t.Fatalf("kafka route %+v", r.Routes[1])
 	}
-	if _, ok := r.Routes[2].Route.(*LogRoute); !ok || r.Routes[2].Ordering != fanout.OrderNone {
+	if _, ok := r.Routes[2].Route.(*routes.LogRoute); !ok || r.Routes[2].Ordering != fanout.OrderNone {
 		t.Fatalf("log route %+v", r.Routes[2])
 	}
-	if _, ok := r.Routes[3].Route.(*DiscardRoute); !ok || r.Routes[3].Ordering != fanout.OrderKey {
+	if _, ok := r.Routes[3].Route.(*routes.DiscardRoute); !ok || r.Routes[3].Ordering != fanout.OrderKey {
 		t.Fatalf("discard route %+v", r.Routes[3])
 	}
 }
 
 func TestBuild_badHTTPOptionNamesTheRoute(t *testing.T) {
-	p, _ := newKafka(t, "x")
+	p := newProducers(t, "x")
 	f := &config.File{Receivers: []config.Receiver{{Topic: "orders", Routes: []config.Route{
 		{Name: "hook", Type: config.RouteHTTP, Workers: 1, Buffer: 1,
 			HTTP: &config.HTTP{URL: "http://h/x", Timeout: time.Second, TLS: &config.TLS{CAFile: "/nonexistent/ca.pem"}}},
 	}}}}
-	_, err := Build(f, p, nil)
+	_, err := build(f, p, nil)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("receivers[0].routes[0]")) {
 		t.Fatalf("err = %v", err)
 	}
