@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // asyncFunc is an AsyncRoute from a function.
@@ -111,5 +112,45 @@ func TestAsync_panicAndDoubleDone(t *testing.T) {
 	wait(t, guard, "committed", func() bool { return committed(r, 0) == 3 })
 	if calls.Load() != 4 { // 0, 1 (panics), 1 again, 2
 		t.Fatalf("DeliverAsync called %d times, want 4", calls.Load())
+	}
+}
+
+// RouteConfig.Timeout bounds every attempt: a synchronous route that
+// honours its context returns at the deadline, and an asynchronous one
+// that ignores it entirely is failed by the engine at the deadline, its
+// late report ignored. Both attempts are retried as timeouts.
+func TestTimeout_boundsEveryAttempt(t *testing.T) {
+	var syncCalls atomic.Int32
+	honours := RouteFunc{RouteName: "honours", Fn: func(ctx context.Context, m Message) error {
+		if syncCalls.Add(1) == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}}
+	var asyncCalls atomic.Int32
+	late := make(chan Completion, 1)
+	ignores := asyncFunc{"ignores", func(_ context.Context, m Message, done Completion) {
+		if asyncCalls.Add(1) == 1 {
+			late <- done // reported only after the engine gave up
+			return
+		}
+		done.Done(nil)
+	}}
+	obs := &outcomeCounter{}
+	e := newEngine(t, Options{Observer: obs}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{
+		{Route: honours, Timeout: 20 * time.Millisecond, InitialBackoff: time.Millisecond},
+		{Route: ignores, Timeout: 20 * time.Millisecond, InitialBackoff: time.Millisecond},
+	}})
+	r := e.Receiver("t")
+	r.Assign(0)
+	offerAll(t, r, msg("t", 0, 0, ""))
+	wait(t, guard, "both delivered on the second attempt", func() bool { return committed(r, 0) == 1 })
+	(<-late).Done(errors.New("a report after the deadline, ignored"))
+	if syncCalls.Load() != 2 || asyncCalls.Load() != 2 {
+		t.Fatalf("attempts: sync %d, async %d; want 2 each", syncCalls.Load(), asyncCalls.Load())
+	}
+	if obs.get("honours", OutcomeRetry) != 1 || obs.get("ignores", OutcomeRetry) != 1 {
+		t.Fatalf("retries: %v", obs.n)
 	}
 }
