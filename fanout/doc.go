@@ -25,12 +25,28 @@
 // offset of a partition is the offset after its longest prefix of complete
 // records, whatever order completions arrive in.
 //
+// # Asynchronous routes
+//
+// A route that implements AsyncRoute reports each outcome later through a
+// Completion, so many deliveries are in flight at once without a goroutine
+// each (the kafka route keeps RouteConfig.Workers records in flight through
+// one producer client, which batches them). One dispatcher per such route
+// takes runs of ready jobs from its queue as in-flight places free up; a
+// job stays in the queue, counted in its depth and droppable by revoke,
+// until it starts. Ordering, retries, dead letters, the watermark, revoke,
+// lose and drain hold as for a synchronous route, and the engine's tests
+// run on both paths.
+//
 // # Goroutines
 //
-//   - New starts every route's workers; Close stops them after draining.
+//   - New starts every route's workers (or its dispatcher, for an
+//     AsyncRoute); Close stops them after draining.
 //   - A worker takes a job from its route's queue, delivers it (retrying
 //     with backoff, holding only itself), acknowledges it on the record's
-//     partition, and takes the next. Workers are the only goroutines.
+//     partition, and takes the next.
+//   - An asynchronous route's dispatcher starts deliveries; a delivery
+//     that fails is retried (after its backoff) or dead-lettered on a
+//     goroutine of its own, bounded by the route's in-flight places.
 //   - Offer, Assign, Revoke, Lose, Committable and Stats run on the caller.
 //   - Observer methods are called from workers and callers; they must not
 //     block.
