@@ -128,17 +128,16 @@ func committedOf(k tp, mine int64, byClient map[string]map[int32]kgo.EpochOffset
 }
 
 // setEnd raises partition k's known end offset to end, and notes the
-// sighting for the lag in seconds of the records not fetched.
+// sighting for the lag in seconds of the records not fetched (under endMu,
+// so an end offset that Stats shows has been sighted).
 func (c *Consumer) setEnd(k tp, end int64) {
 	c.endMu.Lock()
-	grew := end > c.ends[k]
-	if grew {
-		c.ends[k] = end
+	defer c.endMu.Unlock()
+	if cur, ok := c.ends[k]; ok && end <= cur {
+		return
 	}
-	c.endMu.Unlock()
-	if grew {
-		c.lag.sight(k, end)
-	}
+	c.ends[k] = end
+	c.lag.sight(k, end)
 }
 
 // refreshEnds asks the brokers for end offsets of owned partitions, so lag
