@@ -2,9 +2,11 @@ package consumer
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -392,8 +394,18 @@ func (c *Consumer) newProbeClient() (*kgo.Client, error) {
 		kgo.MaxConcurrentFetches(1),
 		kgo.DisableFetchSessions(),
 	)
+	if c.cfg.Logger != nil {
+		// Every round assigns and removes partitions, which kgo logs
+		// at info: keep that out of the worker's log.
+		opts = append(opts, kgo.WithLogger(quietLogger{logger{c.cfg.Logger}}))
+	}
 	return kgo.NewClient(opts...)
 }
+
+// quietLogger passes on warnings and errors only.
+type quietLogger struct{ kgo.Logger }
+
+func (q quietLogger) Level() kgo.LogLevel { return min(q.Logger.Level(), kgo.LogLevelWarn) }
 
 // probe reads, for each partition of want, the first record at or after
 // its offset, within probeTimeout; the partitions it could not read are
@@ -413,21 +425,24 @@ func (c *Consumer) probe(ctx context.Context, cl *kgo.Client, want map[tp]int64)
 	cl.AddConsumePartitions(add)
 	defer cl.RemoveConsumePartitions(remove)
 	got := make(map[tp]probed, len(want))
-	for len(got) < len(want) {
+	pending := maps.Clone(want)
+	for len(pending) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			break
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			c.log.Debug().Err(err).Str("topic", topic).Int32("partition", p).Msg("lag probe fetch")
+			if !kerr.IsRetriable(err) {
+				delete(pending, tp{topic, p}) // kgo would return it again at once: give up this round
+			}
 		})
 		fs.EachRecord(func(r *kgo.Record) {
 			k := tp{r.Topic, r.Partition}
-			from, ok := want[k]
-			if _, done := got[k]; !ok || done || r.Offset < from {
-				return
+			if from, ok := pending[k]; ok && r.Offset >= from {
+				got[k] = probed{from: from, offset: r.Offset, ts: r.Timestamp}
+				delete(pending, k)
 			}
-			got[k] = probed{from: from, offset: r.Offset, ts: r.Timestamp}
 		})
 	}
 	return got
