@@ -380,6 +380,7 @@ func (c *Consumer) probeLoop(ctx context.Context) {
 // TLS and SASL, no group. It reads uncommitted records and transaction
 // markers too, since whatever sits at the committed offset is what the
 // group waits on; below the log start (retention) it reads from the start.
+// It keeps the group client's bound on what a batch may decompress to.
 func (c *Consumer) newProbeClient() (*kgo.Client, error) {
 	opts, err := c.cfg.ClientOpts()
 	if err != nil {
@@ -392,6 +393,7 @@ func (c *Consumer) newProbeClient() (*kgo.Client, error) {
 		kgo.FetchMaxBytes(probeFetchBytes),
 		kgo.FetchMaxPartitionBytes(probePartitionFetchBytes),
 		kgo.MaxConcurrentFetches(1),
+		kgo.MaxDecompressBatchBytes(c.cfg.MaxDecompressedBatchBytes),
 		kgo.DisableFetchSessions(),
 	)
 	if c.cfg.Logger != nil {
@@ -439,8 +441,15 @@ func (c *Consumer) probe(ctx context.Context, cl *kgo.Client, want map[tp]int64)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
 			k := tp{r.Topic, r.Partition}
-			if from, ok := pending[k]; ok && r.Offset >= from {
+			from, ok := pending[k]
+			switch {
+			case !ok:
+			case r.Offset >= from:
 				got[k] = probed{from: from, offset: r.Offset, ts: r.Timestamp}
+				delete(pending, k)
+			default:
+				// Reset to the log start: the offset was past the
+				// end (a truncated log). Do not read on from there.
 				delete(pending, k)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -311,24 +312,8 @@ func TestLag_restartWithBacklogBeforeTheFirstFetch(t *testing.T) {
 	ts := backlog(t, addrs, "orders", 3, n, time.Now().Add(-time.Hour))
 	precommit(t, addrs, "lag-restart", "orders", 3, 50)
 
-	// Hold the group's fetches (read committed); the prober's (read
-	// uncommitted) pass.
-	released := make(chan struct{})
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(released) }) }
-	t.Cleanup(unblock) // before the cluster closes
-	var held atomic.Int32
-	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if f, ok := req.(*kmsg.FetchRequest); ok && f.IsolationLevel == 1 {
-			select {
-			case <-released:
-			default:
-				held.Add(1)
-				c.SleepControl(func() { <-released })
-			}
-		}
-		return nil, nil, false
-	})
+	// The prober's fetches pass.
+	held, unblock := holdGroupFetches(t, c)
 
 	s := newSink("fast")
 	run := start(t, testConfig(addrs, "lag-restart"),
@@ -431,5 +416,66 @@ func TestLag_deliveredNotCommittedIsInterpolated(t *testing.T) {
 				t.Fatalf("burst %d: record 0 dated %s after f0, want within (0, 1m]", burst, p.OldestPending.Sub(f0))
 			}
 		}
+	}
+}
+
+// holdGroupFetches holds every fetch of the group client (read committed)
+// until the returned release is called; the prober's (read uncommitted)
+// pass. held counts the fetches held.
+func holdGroupFetches(t *testing.T, c *kfake.Cluster) (held *atomic.Int32, release func()) {
+	released := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	t.Cleanup(release) // before the cluster closes
+	held = new(atomic.Int32)
+	c.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if f, ok := req.(*kmsg.FetchRequest); ok && f.IsolationLevel == 1 {
+			select {
+			case <-released:
+			default:
+				held.Add(1)
+				c.SleepControl(func() { <-released })
+			}
+		}
+		return nil, nil, false
+	})
+	return held, release
+}
+
+// Retention removed the records at the committed offset: the oldest record
+// waiting is the first one left, and the prober dates the lag from it.
+func TestLag_probeBelowTheLogStartReadsTheFirstRecordLeft(t *testing.T) {
+	c := newCluster(t, 1, "orders")
+	addrs := c.ListenAddrs()
+	ts := backlog(t, addrs, "orders", 1, 100, time.Now().Add(-time.Hour))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var below kadm.Offsets
+	below.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 50})
+	if resp, err := kadm.NewClient(cl).DeleteRecords(context.Background(), below); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+	precommit(t, addrs, "lag-retention", "orders", 1, 10)
+	held, release := holdGroupFetches(t, c)
+	defer release()
+	run := start(t, testConfig(addrs, "lag-retention"),
+		fanout.ReceiverConfig{Topic: "orders", Routes: []fanout.RouteConfig{{Route: newSink("fast"), Workers: 1, Buffer: 4}}})
+	var p PartitionStats
+	wait(t, guard, "records waiting, dated by the prober", func() bool {
+		s := run.c.Stats()
+		if len(s.Partitions) != 1 {
+			return false
+		}
+		p = s.Partitions[0]
+		return p.Lag > 0 && p.OldestSource == LagProbed
+	})
+	if want := ts[tp{"orders", 0}][50]; !p.OldestPending.Equal(want) || p.Committed != 10 {
+		t.Fatalf("committed %d below the log start 50: oldest pending %s, want the record at 50 (%s)", p.Committed, p.OldestPending, want)
+	}
+	if held.Load() == 0 {
+		t.Fatal("the group's fetch was not held: the record may have come from it")
 	}
 }
