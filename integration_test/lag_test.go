@@ -111,7 +111,8 @@ func (ls *lagScrapes) check(w *worker) (waiting, paused int, ok bool) {
 // A backlog an hour old waits behind a committed offset; a worker starts
 // with its only route stalled, so its partitions pause; it is killed, a
 // second worker starts (the restart with a backlog), its route is
-// released and it catches up. At every scrape of both workers, every
+// released and it catches up; then it stalls again while records arrive
+// live, and catches up again. At every scrape of both workers, every
 // partition with records waiting has a lag in seconds within a few seconds
 // of the real age of the record at its committed offset (records are 1 ms
 // apart: one read from the wrong offset, or a lag that only sees fetched
@@ -188,6 +189,36 @@ func TestLagSeconds_backlogPausedRestartCatchUp(t *testing.T) {
 	if got, _ := s.counts(topic); got < partitions*(per-committedAt) {
 		t.Fatalf("%d records delivered, want %d", got, partitions*(per-committedAt))
 	}
+
+	// A backlog the worker watched grow: stalled again, records arrive in
+	// real time for 3 s (timestamped now), then it catches up.
+	s.stall()
+	for range 30 {
+		for p := range int32(partitions) {
+			recs := make([]*kgo.Record, 20)
+			for i := range recs {
+				recs[i] = &kgo.Record{Topic: topic, Partition: p, Key: []byte("k"), Value: []byte("live")}
+			}
+			res := prod.ProduceSync(context.Background(), recs...)
+			if err := res.FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+			for _, r := range res {
+				ts[p][r.Record.Offset] = time.UnixMilli(r.Record.Timestamp.UnixMilli())
+			}
+		}
+		ls.check(w2)
+		time.Sleep(100 * time.Millisecond) // the pace of arrival, not a wait for a condition
+	}
+	waitFor(t, guard, "stalled again: partitions paused", func() bool {
+		_, paused, ok := ls.check(w2)
+		return ok && paused > 0
+	})
+	s.release()
+	waitFor(t, guard, "caught up with the live backlog", func() bool {
+		waiting, _, ok := ls.check(w2)
+		return ok && waiting == 0 && committedAtEnd(t, group, topic)
+	})
 	t.Logf("%d partition checks over both workers", ls.checked)
 	if _, err := w2.terminate(); err != nil {
 		t.Fatal(err)
