@@ -181,7 +181,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 			partLagRecords: prometheus.NewDesc("fanout_partition_lag_records",
 				"High watermark minus committed offset of an assigned partition, 0 while either is unknown.", topicPartition, nil),
 			partLagSeconds: prometheus.NewDesc("fanout_partition_lag_seconds",
-				"Now minus the timestamp of the oldest record of an assigned partition not yet complete, 0 when none waits.", topicPartition, nil),
+				"Now minus the timestamp of the oldest record of an assigned partition not yet committed, fetched or not (one still in Kafka is read from it, or dated from sightings of the end offset), 0 when none waits.", topicPartition, nil),
 			partCommitted: prometheus.NewDesc("fanout_partition_committed_offset",
 				"Committed offset of an assigned partition; absent until known.", topicPartition, nil),
 			partEnd: prometheus.NewDesc("fanout_partition_high_watermark",

@@ -372,7 +372,7 @@ fanout_partition_inflight_records{partition="1",topic="orders"} 0
 # TYPE fanout_partition_lag_records gauge
 fanout_partition_lag_records{partition="0",topic="orders"} 60
 fanout_partition_lag_records{partition="1",topic="orders"} 0
-# HELP fanout_partition_lag_seconds Now minus the timestamp of the oldest record of an assigned partition not yet complete, 0 when none waits.
+# HELP fanout_partition_lag_seconds Now minus the timestamp of the oldest record of an assigned partition not yet committed, fetched or not (one still in Kafka is read from it, or dated from sightings of the end offset), 0 when none waits.
 # TYPE fanout_partition_lag_seconds gauge
 fanout_partition_lag_seconds{partition="0",topic="orders"} 90
 fanout_partition_lag_seconds{partition="1",topic="orders"} 0

@@ -65,6 +65,7 @@ type Consumer struct {
 
 	endMu sync.Mutex // protects ends
 	ends  map[tp]int64
+	lag   lagState // sightings and probes for the lag in seconds (lag.go)
 
 	ready   atomic.Bool
 	closing atomic.Bool
@@ -189,6 +190,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		defer close(relayDone)
 		c.waker.relay(relayCtx, c.eng.Room())
 	}()
+	stopProber := c.startProber()
 
 	c.pollLoop(ctx)
 
@@ -199,6 +201,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	stopRelay()
 	<-relayDone
+	stopProber()
 	return c.shutdown(func() { stopCommitter(); <-committerDone })
 }
 

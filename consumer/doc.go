@@ -15,6 +15,8 @@
 //   - commit.go: the committer and the ownership it checks.
 //   - shutdown.go: the drain within FANOUT_SHUTDOWN_TIMEOUT.
 //   - stats.go: snapshots for metrics, lag in records and seconds.
+//   - lag.go: the lag in seconds of records not fetched: sightings of end
+//     offsets, and the prober that reads the record at a committed offset.
 //
 // # Goroutines
 //
@@ -27,6 +29,9 @@
 //     committable offsets every CommitInterval, through the drain too.
 //   - The waker relay (started and stopped by Run) turns the engine's Room
 //     signal into cancelling the poll loop's current wait.
+//   - The prober (started and stopped by Run) reads, with a client of its
+//     own, the record at the committed offset of partitions whose backlog
+//     nothing fetched dates, when Stats or the committer ask.
 //   - franz-go's group goroutine runs the rebalance callbacks, one at a
 //     time and never during a poll's offering window.
 //   - The engine owns the route workers; Run closes the engine at shutdown.
@@ -40,7 +45,9 @@
 //     and where they resume (poll loop and rebalance callbacks write,
 //     scrapes read).
 //  3. endMu: the partitions' end offsets.
-//  4. waker.mu: the poll loop's current wait.
+//  4. lag.mu: the sightings of end offsets, the probed records and the
+//     probe requests (taken under endMu by scrapes; takes nothing).
+//  5. waker.mu: the poll loop's current wait.
 //
 // A lock later in the list may be taken while holding an earlier one,
 // never the reverse. Scrapes read the owned partitions from an atomically
