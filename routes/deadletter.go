@@ -51,10 +51,14 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 			kgo.RecordHeader{Key: DLQHeaderError, Value: []byte(msg)},
 			kgo.RecordHeader{Key: DLQHeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
 		)
-		rec := &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Timestamp}
+		// No Timestamp: franz-go measures RecordDeliveryTimeout from a
+		// record's timestamp, so an old record's would time out before it
+		// was sent, for ever. The broker stamps the dead letter; the
+		// original's time stays in the receiver's topic at fanout-offset.
+		rec := &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: hs}
 		err := cl.ProduceSync(ctx, rec).FirstErr()
 		if errors.Is(err, kerr.MessageTooLarge) && len(m.Value) > 0 {
-			rec = &kgo.Record{Topic: topic, Key: m.Key, Timestamp: m.Timestamp,
+			rec = &kgo.Record{Topic: topic, Key: m.Key,
 				Headers: append(hs, kgo.RecordHeader{Key: DLQHeaderValueOmitted, Value: []byte(strconv.Itoa(len(m.Value)))})}
 			err = cl.ProduceSync(ctx, rec).FirstErr()
 		}

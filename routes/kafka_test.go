@@ -220,3 +220,24 @@ func TestProducers_checkNamesMissingRequiredTopics(t *testing.T) {
 		t.Fatalf("Check = %v", err)
 	}
 }
+
+// A record older than the producer's delivery timeout is dead-lettered
+// (franz-go measures that timeout from a record's timestamp, so the dead
+// letter must not carry the original's, or it times out before it is sent).
+func TestDeadLetter_oldRecord(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "old.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := NewProducers([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, 2*time.Second)
+	defer p.Close()
+	cl, err := p.Get(nil, "old.dlq", "dead_letter_topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := fanout.Message{Topic: "orders", Offset: 1, Value: []byte("v"), Timestamp: time.Now().Add(-time.Hour)}
+	if err := DeadLetter(cl, "old.dlq", "r")(context.Background(), m, errors.New("400"), 1); err != nil {
+		t.Fatalf("dead-lettering an hour-old record: %v", err)
+	}
+}
