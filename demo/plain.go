@@ -97,7 +97,7 @@ func (d *running) intro() []string {
 		lines = append(lines, "  note: "+d.notice)
 	}
 	var recv []string
-	for _, r := range d.scenario.file.Receivers {
+	for _, r := range d.file.Receivers {
 		var names []string
 		for _, rt := range r.Routes {
 			names = append(names, rt.Name)
@@ -125,8 +125,8 @@ func statusLine(f Figures) string {
 			if rt.Retries > 0 || rt.DeadLetters > 0 {
 				fmt.Fprintf(&b, " r %d dl %d", rt.Retries, rt.DeadLetters)
 			}
-			if rt.Congested {
-				b.WriteString(" CONGESTED")
+			if flag := routeFlag(&rt); flag != "" {
+				b.WriteString(" " + flag)
 			}
 		}
 		b.WriteString(" ||")
@@ -139,8 +139,20 @@ func statusLine(f Figures) string {
 	if len(f.Alerts) == 0 {
 		b.WriteString(" none")
 	}
-	for _, a := range f.Alerts {
-		fmt.Fprintf(&b, " %s{%s}", a.Name, a.Target)
+	for i := range f.Alerts {
+		a := &f.Alerts[i]
+		fmt.Fprintf(&b, " %s{%s} ", a.Name, a.Target())
+		switch {
+		case a.State == AlertPending:
+			fmt.Fprintf(&b, "pending %s/%s", dur(a.Held), dur(a.For))
+		case a.Kept:
+			fmt.Fprintf(&b, "FIRING kept %s/%s", dur(a.Cleared), dur(a.KeepFiringFor))
+		default:
+			fmt.Fprintf(&b, "FIRING %s", dur(a.Held))
+		}
+	}
+	if f.Problem != "" {
+		b.WriteString(" || problem: " + f.Problem)
 	}
 	return b.String()
 }
