@@ -9,8 +9,9 @@
 //   - cluster.go: the embedded kfake cluster and the event generator
 //   - sinks.go: the HTTP endpoints (fast, slow, flaky, congesting)
 //   - scenario.go: the receivers and routes, the settings, the timeline
-//   - rules.go: a small Prometheus: scrapes the worker's registry every
-//     tick and evaluates alerting/rules.yml with Prometheus's PromQL engine
+//   - monitor.go, store.go: a small Prometheus: scrapes the worker's
+//     registry every tick into an in-memory store and evaluates
+//     alerting/rules.yml on it with Prometheus's PromQL engine
 //   - figures.go: the figures, PromQL queries on the same store
 //   - verdicts.go: the goals of the design, judged on the figures
 //   - tui.go, plain.go: the terminal view and the one-line-a-second printer
@@ -53,7 +54,7 @@ the process:
   flaky      answers 503 to 10% of requests (retried) and 400 to 1% of
              records (permanent): retries, then the dead-letter topic
   congested  orders only: answers in 1ms, then 8s after the group is
-             joined it takes 2s a request for 60s, and recovers
+             joined it takes 2s a request for 10s, and recovers
   audit      a kafka route copying every record to the topic "audit"
 
 Watch the three goals of the design hold live: the fast route is never
@@ -131,9 +132,9 @@ func (o *Options) setDefaults() {
 		o.congestAfter = 8 * time.Second
 	}
 	if o.congestFor <= 0 {
-		// Longer than FanoutReceiverPaused's for: (45s), so that the page
-		// is seen to fire.
-		o.congestFor = time.Minute
+		// Shorter than FanoutReceiverPaused's for: (45s): the page is seen
+		// pending, and a 10s stall does not page.
+		o.congestFor = 10 * time.Second
 	}
 	if o.congestDelay <= 0 {
 		o.congestDelay = 2 * time.Second

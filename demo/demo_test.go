@@ -252,7 +252,7 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	next, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 40})
 	next, _ = next.Update(figuresMsg(page.at))
 	view = next.View()
-	for _, want := range []string{page.alert.Name, "FIRING", "for: " + dur(page.alert.For)} {
+	for _, want := range []string{page.alert.Name, "FIRING", "for " + dur(page.alert.For)} {
 		if !strings.Contains(view, want) {
 			t.Errorf("view of t=%s lacks %q:\n%s", page.at.Elapsed, want, view)
 		}

@@ -140,21 +140,24 @@ func statusLine(f Figures) string {
 		b.WriteString(" none")
 	}
 	for i := range f.Alerts {
-		a := &f.Alerts[i]
-		fmt.Fprintf(&b, " %s{%s} ", a.Name, a.Target())
-		switch {
-		case a.State == AlertPending:
-			fmt.Fprintf(&b, "pending %s/%s", dur(a.Held), dur(a.For))
-		case a.Kept:
-			fmt.Fprintf(&b, "FIRING kept %s/%s", dur(a.Cleared), dur(a.KeepFiringFor))
-		default:
-			fmt.Fprintf(&b, "FIRING %s", dur(a.Held))
-		}
+		fmt.Fprintf(&b, " %s{%s} %s", f.Alerts[i].Name, f.Alerts[i].Target(), alertStatus(&f.Alerts[i]))
 	}
 	if f.Problem != "" {
 		b.WriteString(" || problem: " + f.Problem)
 	}
 	return b.String()
+}
+
+// alertStatus says where an alert stands against its for: (pending) or
+// keep_firing_for: (cleared).
+func alertStatus(a *Alert) string {
+	switch {
+	case a.State == AlertPending:
+		return fmt.Sprintf("pending %s/%s", dur(a.Held), dur(a.For))
+	case a.Kept:
+		return fmt.Sprintf("FIRING cleared %s/%s", dur(a.Cleared), dur(a.KeepFiringFor))
+	}
+	return "FIRING " + dur(a.Held)
 }
 
 // phaseTag names where the timeline stands, in a word.

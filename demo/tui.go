@@ -11,6 +11,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/term"
 )
 
@@ -186,10 +187,11 @@ func (m model) View() string {
 		rows = viewHeight
 	}
 	room := max(1, rows-len(lines))
-	for i := range f.Alerts {
-		a := &f.Alerts[i]
-		if i == room-1 && len(f.Alerts) > room {
-			add("  ", st.dim.Render(fmt.Sprintf("… and %d more", len(f.Alerts)-i)))
+	panel := alertRows(f.Alerts)
+	for i := range panel {
+		a := &panel[i]
+		if i == room-1 && len(panel) > room {
+			add("  ", st.dim.Render(fmt.Sprintf("… and %d more", len(panel)-i)))
 			break
 		}
 		sev := st.info
@@ -199,7 +201,7 @@ func (m model) View() string {
 		case "warning":
 			sev = st.warn
 		}
-		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-16s ", clip(a.Name, 26), clip(a.Target(), 16)), m.progress(a))
+		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-16s ", clip(a.Name, 26), clip(a.target, 16)), m.progress(&a.Alert))
 	}
 	return m.fit(lines)
 }
@@ -218,9 +220,41 @@ func (m model) progress(a *Alert) string {
 		return m.st.warn.Render("pending ") + m.st.warn.Render(strings.Repeat("█", n)) + m.st.dim.Render(strings.Repeat("░", 5-n)) +
 			fmt.Sprintf(" %s/%s", dur(a.Held), dur(a.For))
 	case a.Kept:
-		return m.st.bad.Render("FIRING") + m.st.dim.Render(fmt.Sprintf(" kept %s/%s", dur(a.Cleared), dur(a.KeepFiringFor)))
+		return m.st.bad.Render("FIRING") + m.st.dim.Render(fmt.Sprintf(" cleared %s/%s", dur(a.Cleared), dur(a.KeepFiringFor)))
+	case a.For == 0:
+		return m.st.bad.Render("FIRING") + fmt.Sprintf(" %s", dur(a.Held)) + m.st.dim.Render(" (no for:)")
 	}
-	return m.st.bad.Render("FIRING") + fmt.Sprintf(" %s", dur(a.Held)) + m.st.dim.Render(fmt.Sprintf(" for: %s", dur(a.For)))
+	return m.st.bad.Render("FIRING") + fmt.Sprintf(" %s", dur(a.Held)) + m.st.dim.Render(fmt.Sprintf(" ≥ for %s", dur(a.For)))
+}
+
+// alertRow is one row of the alert panel: an alert, or several that
+// differ only by partition (their target lists the partitions; the
+// longest-held one stands for them).
+type alertRow struct {
+	Alert
+	target string
+}
+
+func alertRows(alerts []Alert) []alertRow {
+	var rows []alertRow
+	index := map[string]int{}
+	for _, a := range alerts {
+		lb := labels.NewBuilder(a.Labels)
+		lb.Del("partition")
+		key := fmt.Sprint(a.State, a.Kept, lb.Labels())
+		i, ok := index[key]
+		if !ok || a.Labels.Get("partition") == "" {
+			index[key] = len(rows)
+			rows = append(rows, alertRow{Alert: a, target: a.Target()})
+			continue
+		}
+		r := &rows[i]
+		r.target += "," + a.Labels.Get("partition")
+		if a.Held > r.Held {
+			r.Alert = a
+		}
+	}
+	return rows
 }
 
 // timeline says where the scripted congestion stands.

@@ -8,23 +8,17 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
-	"github.com/prometheus/prometheus/tsdb/chunks"
-	"github.com/prometheus/prometheus/util/annotations"
 )
 
 // The monitor is a small Prometheus inside the demo. Every tick it scrapes
@@ -198,7 +192,7 @@ func newMonitor(rulesYAML []byte, g prometheus.Gatherer, step time.Duration, ext
 }
 
 // tick scrapes and evaluates every rule at at, and returns the active
-// alerts: firing before pending, then by severity and the rules' order.
+// alerts: by severity, firing before pending, then in the rules' order.
 func (m *monitor) tick(ctx context.Context, at time.Time) ([]Alert, error) {
 	m.scrape(at)
 	var errs []error
@@ -219,7 +213,7 @@ func (m *monitor) tick(ctx context.Context, at time.Time) ([]Alert, error) {
 	m.store.trim(at.Add(-m.retention))
 	rank := map[string]int{"critical": 0, "warning": 1, "info": 2}
 	slices.SortStableFunc(out, func(a, b Alert) int {
-		return cmp.Or(cmp.Compare(b.State, a.State), cmp.Compare(rankOf(rank, a.Severity), rankOf(rank, b.Severity)))
+		return cmp.Or(cmp.Compare(rankOf(rank, a.Severity), rankOf(rank, b.Severity)), cmp.Compare(b.State, a.State))
 	})
 	return out, errors.Join(errs...)
 }
@@ -253,7 +247,7 @@ func (m *monitor) eval(r *rule, res promql.Vector, at time.Time) ([]Alert, error
 	if r.record {
 		for _, s := range res {
 			lb.Reset(s.Metric)
-			lb.Set(labels.MetricName, r.name)
+			lb.Set(prommodel.MetricNameLabel, r.name)
 			r.labels.Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
 			write(lb.Labels(), s.F)
 		}
@@ -262,7 +256,7 @@ func (m *monitor) eval(r *rule, res promql.Vector, at time.Time) ([]Alert, error
 	now := map[string]bool{}
 	for _, s := range res {
 		lb.Reset(s.Metric)
-		lb.Del(labels.MetricName)
+		lb.Del(prommodel.MetricNameLabel)
 		r.labels.Range(func(l labels.Label) { lb.Set(l.Name, l.Value) })
 		lb.Set(labels.AlertName, r.name)
 		lset := lb.Labels()
@@ -302,7 +296,7 @@ func (m *monitor) eval(r *rule, res promql.Vector, at time.Time) ([]Alert, error
 			state = AlertFiring
 		}
 		lb.Reset(a.labels)
-		lb.Set(labels.MetricName, alertsName)
+		lb.Set(prommodel.MetricNameLabel, alertsName)
 		lb.Set("alertstate", state.String())
 		write(lb.Labels(), 1)
 		out = append(out, Alert{
@@ -348,7 +342,7 @@ func (m *monitor) scrape(at time.Time) {
 		seen[lset.String()] = lset
 		m.store.append(lset, at, v)
 	}
-	add(labels.FromStrings(labels.MetricName, "up", "job", scrapeJob, "instance", m.instance), up)
+	add(labels.FromStrings(prommodel.MetricNameLabel, "up", "job", scrapeJob, "instance", m.instance), up)
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for _, s := range vec {
 		if m.keep != nil && !m.keep[string(s.Metric[prommodel.MetricNameLabel])] {
@@ -373,150 +367,3 @@ func (m *monitor) scrape(at time.Time) {
 	}
 	m.scraped = seen
 }
-
-// store is an in-memory series store, the storage.Queryable the engine
-// reads.
-type store struct {
-	mu     sync.RWMutex
-	series map[string]*memSeries
-}
-
-type memSeries struct {
-	lset labels.Labels
-	s    []sample // by time
-}
-
-// sample is one float sample; it is the chunks.Sample the storage
-// package's list iterator reads.
-type sample struct {
-	t int64
-	f float64
-}
-
-func (s sample) T() int64                    { return s.t }
-func (s sample) ST() int64                   { return 0 }
-func (s sample) F() float64                  { return s.f }
-func (sample) H() *histogram.Histogram       { return nil }
-func (sample) FH() *histogram.FloatHistogram { return nil }
-func (sample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
-func (s sample) Copy() chunks.Sample         { return s }
-
-// samples are the storage.Samples the list iterator reads.
-type samples []sample
-
-func (l samples) Get(i int) chunks.Sample { return l[i] }
-func (l samples) Len() int                { return len(l) }
-
-func newStore() *store { return &store{series: map[string]*memSeries{}} }
-
-func (s *store) append(lset labels.Labels, at time.Time, v float64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := lset.String()
-	ms, ok := s.series[k]
-	if !ok {
-		ms = &memSeries{lset: lset}
-		s.series[k] = ms
-	}
-	t := at.UnixMilli()
-	if n := len(ms.s); n > 0 && ms.s[n-1].t >= t {
-		ms.s[n-1] = sample{t, v} // one sample per series and instant
-		return
-	}
-	ms.s = append(ms.s, sample{t, v})
-}
-
-// trim drops the samples older than before, and the series left empty.
-func (s *store) trim(before time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := before.UnixMilli()
-	for k, ms := range s.series {
-		i, _ := slices.BinarySearchFunc(ms.s, t, func(x sample, t int64) int { return cmp.Compare(x.t, t) })
-		if i == len(ms.s) {
-			delete(s.series, k)
-			continue
-		}
-		ms.s = ms.s[i:]
-	}
-}
-
-// all returns every series of the store, sorted by labels; each keeps its
-// own copy of the samples.
-func (s *store) all() []memSeries {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]memSeries, 0, len(s.series))
-	for _, ms := range s.series {
-		out = append(out, memSeries{lset: ms.lset, s: slices.Clone(ms.s)})
-	}
-	slices.SortFunc(out, func(a, b memSeries) int { return labels.Compare(a.lset, b.lset) })
-	return out
-}
-
-func (s *store) Querier(mint, maxt int64) (storage.Querier, error) {
-	return &querier{s: s, mint: mint, maxt: maxt}, nil
-}
-
-type querier struct {
-	s          *store
-	mint, maxt int64
-}
-
-func (q *querier) Select(_ context.Context, _ bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
-	mint, maxt := q.mint, q.maxt
-	if hints != nil {
-		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
-	}
-	q.s.mu.RLock()
-	defer q.s.mu.RUnlock()
-	var out []storage.Series
-	for _, ms := range q.s.series {
-		if !matches(ms.lset, matchers...) {
-			continue
-		}
-		lo, _ := slices.BinarySearchFunc(ms.s, mint, func(x sample, t int64) int { return cmp.Compare(x.t, t) })
-		hi, _ := slices.BinarySearchFunc(ms.s, maxt+1, func(x sample, t int64) int { return cmp.Compare(x.t, t) })
-		if lo >= hi {
-			continue
-		}
-		win := samples(ms.s[lo:hi:hi])
-		out = append(out, &storage.SeriesEntry{
-			Lset:             ms.lset,
-			SampleIteratorFn: func(chunkenc.Iterator) chunkenc.Iterator { return storage.NewListSeriesIterator(win) },
-		})
-	}
-	slices.SortFunc(out, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
-	return &seriesSet{list: out, i: -1}
-}
-
-func matches(lset labels.Labels, ms ...*labels.Matcher) bool {
-	for _, m := range ms {
-		if !m.Matches(lset.Get(m.Name)) {
-			return false
-		}
-	}
-	return true
-}
-
-// LabelValues and LabelNames serve no PromQL evaluation; the engine never
-// calls them.
-func (*querier) LabelValues(context.Context, string, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	return nil, nil, errors.New("demo store: label values are not served")
-}
-
-func (*querier) LabelNames(context.Context, *storage.LabelHints, ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	return nil, nil, errors.New("demo store: label names are not served")
-}
-
-func (*querier) Close() error { return nil }
-
-type seriesSet struct {
-	list []storage.Series
-	i    int
-}
-
-func (s *seriesSet) Next() bool                      { s.i++; return s.i < len(s.list) }
-func (s *seriesSet) At() storage.Series              { return s.list[s.i] }
-func (*seriesSet) Err() error                        { return nil }
-func (*seriesSet) Warnings() annotations.Annotations { return nil }

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -76,8 +75,8 @@ func TestMonitorFollowsPrometheus(t *testing.T) {
 		{1, 1, -1, "Stuck job=fanout FIRING 45s"},
 		{1, 1, -1, "Stuck job=fanout FIRING 1m"},
 		// The cause clears; keep_firing_for holds it firing, and the symptom muted.
-		{0, 1, -1, "Stuck job=fanout FIRING kept 0s/30s"},
-		{0, 1, -1, "Stuck job=fanout FIRING kept 15s/30s"},
+		{0, 1, -1, "Stuck job=fanout FIRING cleared 0s/30s"},
+		{0, 1, -1, "Stuck job=fanout FIRING cleared 15s/30s"},
 		// Resolved: the symptom starts its whole for: again.
 		{0, 1, -1, "Symptom a pending 0s/1m"},
 		{0, 1, -1, "Symptom a pending 15s/1m"},
@@ -111,21 +110,11 @@ func TestMonitorFollowsPrometheus(t *testing.T) {
 	promtoolAgrees(t, rulesFile, m, step, ticks)
 }
 
-// panel is what the plain status line says of the alerts, compactly.
+// panel is what the plain status line says of the alerts, by target.
 func panel(alerts []Alert) string {
 	var parts []string
 	for i := range alerts {
-		a := &alerts[i]
-		s := a.Name + " " + a.Target() + " "
-		switch {
-		case a.State == AlertPending:
-			s += fmt.Sprintf("pending %s/%s", dur(a.Held), dur(a.For))
-		case a.Kept:
-			s += fmt.Sprintf("FIRING kept %s/%s", dur(a.Cleared), dur(a.KeepFiringFor))
-		default:
-			s += "FIRING " + dur(a.Held)
-		}
-		parts = append(parts, s)
+		parts = append(parts, alerts[i].Name+" "+alerts[i].Target()+" "+alertStatus(&alerts[i]))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -187,7 +176,7 @@ func promtoolAgrees(t *testing.T, rulesFile string, m *monitor, step time.Durati
 	stepMs := step.Milliseconds()
 	sawZero := false
 	for _, ms := range m.store.all() {
-		name := ms.lset.Get(labels.MetricName)
+		name := ms.lset.Get(prommodel.MetricNameLabel)
 		if written[name] {
 			continue
 		}
@@ -227,7 +216,7 @@ func promtoolAgrees(t *testing.T, rulesFile string, m *monitor, step time.Durati
 		et := exprTest{Expr: alertsName, EvalTime: prommodel.Duration(time.Duration(n) * step).String(), ExpSamples: []sample{}}
 		for _, a := range alerts {
 			lb := labels.NewBuilder(a.Labels)
-			lb.Del(labels.MetricName)
+			lb.Del(prommodel.MetricNameLabel)
 			lb.Set("alertstate", a.State.String())
 			et.ExpSamples = append(et.ExpSamples, sample{Labels: alertsName + lb.Labels().String(), Value: 1})
 		}
@@ -269,6 +258,6 @@ func promtoolAgrees(t *testing.T, rulesFile string, m *monitor, step time.Durati
 
 func withoutName(lset labels.Labels) string {
 	lb := labels.NewBuilder(lset)
-	lb.Del(labels.MetricName)
+	lb.Del(prommodel.MetricNameLabel)
 	return lb.Labels().String()
 }
