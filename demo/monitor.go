@@ -325,17 +325,17 @@ func (m *monitor) query(ctx context.Context, expr string, at time.Time) (promql.
 // scrape gathers the registry at at, as Prometheus scrapes /metrics: the
 // target's job and instance labels on every series (a label of the same
 // name the metric has becomes exported_<name>), up 1 when the gathering
-// succeeded, and a staleness marker for each series gone since the last
-// scrape.
+// succeeded (0 and no samples when it failed), and a staleness marker for
+// each series gone since the last scrape.
 func (m *monitor) scrape(at time.Time) {
-	mfs, err := m.gather.Gather()
 	up := 1.0
-	if err != nil {
-		up = 0
+	mfs, err := m.gather.Gather()
+	var vec prommodel.Vector
+	if err == nil {
+		vec, err = expfmt.ExtractSamples(&expfmt.DecodeOptions{Timestamp: prommodel.TimeFromUnixNano(at.UnixNano())}, mfs...)
 	}
-	vec, err := expfmt.ExtractSamples(&expfmt.DecodeOptions{Timestamp: prommodel.TimeFromUnixNano(at.UnixNano())}, mfs...)
 	if err != nil {
-		up = 0
+		up, vec = 0, nil // a failed scrape stores nothing but up: its series go stale
 	}
 	seen := map[string]labels.Labels{}
 	add := func(lset labels.Labels, v float64) {

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -260,4 +262,43 @@ func withoutName(lset labels.Labels) string {
 	lb := labels.NewBuilder(lset)
 	lb.Del(prommodel.MetricNameLabel)
 	return lb.Labels().String()
+}
+
+// TestFailedScrapeIsUpZero: a gathering that fails stores up 0 and no
+// samples, so that the series of the last scrape go stale, as in
+// Prometheus.
+func TestFailedScrapeIsUpZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "stuck", Help: "h"})
+	reg.MustRegister(g)
+	fail := false
+	gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		if fail {
+			return nil, errors.New("scrape failed")
+		}
+		return reg.Gather()
+	})
+	m, err := newMonitor([]byte("groups: [{name: g, rules: [{alert: Down, expr: up == 0}]}]"), gather, time.Second, "stuck") // the store keeps what a query reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for n, want := range []string{"", "Down job=fanout FIRING 0s"} {
+		fail = n == 1
+		at := time.Unix(0, 0).Add(time.Duration(n) * time.Second)
+		alerts, err := m.tick(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := panel(alerts); got != want {
+			t.Errorf("tick %d: %q, want %q", n, got, want)
+		}
+		v, err := m.query(ctx, "stuck", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 1-n {
+			t.Errorf("tick %d: stuck has %d samples, want %d", n, len(v), 1-n)
+		}
+	}
 }
