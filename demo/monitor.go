@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
@@ -332,6 +333,12 @@ func (m *monitor) scrape(at time.Time) {
 	mfs, err := m.gather.Gather()
 	var vec prommodel.Vector
 	if err == nil {
+		if m.keep != nil {
+			mfs = slices.DeleteFunc(mfs, func(mf *dto.MetricFamily) bool {
+				n := mf.GetName()
+				return !m.keep[n] && !m.keep[n+"_bucket"] && !m.keep[n+"_count"] && !m.keep[n+"_sum"]
+			})
+		}
 		vec, err = expfmt.ExtractSamples(&expfmt.DecodeOptions{Timestamp: prommodel.TimeFromUnixNano(at.UnixNano())}, mfs...)
 	}
 	if err != nil {
