@@ -10,8 +10,8 @@ import (
 )
 
 // Without --duration the plain output tells the whole story and stops:
-// settle after orders has recovered from the congestion, or giveUp after
-// the congestion ended if it never does.
+// once orders has stayed recovered from the congestion for settle, or
+// giveUp after the congestion ended if it never does.
 const (
 	settle = 3 * time.Second
 	giveUp = time.Minute
@@ -33,7 +33,10 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 	defer tick.Stop()
 	every := max(1, int(time.Second/d.opts.tick))
 	var last Figures
-	recoveredAt := time.Duration(-1)
+	// announced: orders was seen recovered; steady: since when it has
+	// stayed so (-1: it is not now). The demo stops once it stayed so for
+	// settle.
+	announced, steady := false, time.Duration(-1)
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -49,16 +52,22 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 			if !auto {
 				continue
 			}
-			if recoveredAt < 0 && recovered(last) {
-				recoveredAt = last.Elapsed
-				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(recoveredAt))
+			switch ok := recovered(last); {
+			case !ok:
+				steady = -1
+			case steady < 0:
+				steady = last.Elapsed
+			}
+			if steady >= 0 && !announced {
+				announced = true
+				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(steady))
 			}
 			switch {
-			case recoveredAt >= 0 && last.Elapsed-recoveredAt >= settle:
+			case steady >= 0 && last.Elapsed-steady >= settle:
 				fmt.Fprintln(out, summary(last))
 				return nil
-			case recoveredAt < 0 && last.Phase.Over && last.Elapsed-last.Phase.End >= giveUp:
-				fmt.Fprintf(out, "fanout demo: %s had not caught up %s after the congestion ended\n", topicOrders, short(giveUp))
+			case last.Phase.Over && last.Elapsed-last.Phase.End >= giveUp:
+				fmt.Fprintf(out, "fanout demo: %s had not stayed caught up for %s, %s after the congestion ended\n", topicOrders, short(settle), short(giveUp))
 				fmt.Fprintln(out, summary(last))
 				return nil
 			}
