@@ -6,9 +6,9 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -45,11 +45,12 @@ func (c *cluster) close() { c.once.Do(c.c.Close) }
 // generator produces events to every receiver topic at a steady rate with
 // its own franz-go client, as the systems upstream of the worker would.
 type generator struct {
-	cl       *kgo.Client
-	rate     int
-	topics   []string
-	produced map[string]*atomic.Int64 // acknowledged by the broker
-	failed   atomic.Int64
+	cl     *kgo.Client
+	rate   int
+	topics []string
+	// produced counts the events the broker acknowledged, per topic, as
+	// demo_events_produced_total on the demo's own registry.
+	produced *prometheus.CounterVec
 	ctx      context.Context // ends when the generator stops
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -67,7 +68,14 @@ var eventKinds = map[string]struct {
 	"payments": {"account-", 500, "payment.captured"},
 }
 
-func startGenerator(brokers, topics []string, rate int) (*generator, error) {
+func startGenerator(brokers, topics []string, rate int, reg prometheus.Registerer) (*generator, error) {
+	produced := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "demo_events_produced_total",
+		Help: "Events the demo's generator produced and the broker acknowledged.",
+	}, []string{"topic"})
+	if err := reg.Register(produced); err != nil {
+		return nil, err
+	}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID("fanout-demo-generator"),
@@ -80,12 +88,12 @@ func startGenerator(brokers, topics []string, rate int) (*generator, error) {
 		cl:       cl,
 		rate:     rate,
 		topics:   topics,
-		produced: make(map[string]*atomic.Int64, len(topics)),
+		produced: produced,
 		done:     make(chan struct{}),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	for _, t := range topics {
-		g.produced[t] = new(atomic.Int64)
+		produced.WithLabelValues(t) // 0 from the start, so that rate() sees the first events
 	}
 	go g.run()
 	return g, nil
@@ -132,21 +140,10 @@ func (g *generator) produce(topic string, seq int64) {
 	// A full produce buffer blocks here (until stop); the ticker then
 	// catches up.
 	g.cl.Produce(g.ctx, rec, func(r *kgo.Record, err error) {
-		if err != nil {
-			g.failed.Add(1)
-			return
+		if err == nil {
+			g.produced.WithLabelValues(r.Topic).Inc()
 		}
-		g.produced[r.Topic].Add(1)
 	})
-}
-
-// producedCounts returns the events acknowledged so far, per topic.
-func (g *generator) producedCounts() map[string]int64 {
-	out := make(map[string]int64, len(g.produced))
-	for t, n := range g.produced {
-		out[t] = n.Load()
-	}
-	return out
 }
 
 // stop stops generating, gives buffered events a moment to reach the

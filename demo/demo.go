@@ -9,12 +9,16 @@
 //   - cluster.go: the embedded kfake cluster and the event generator
 //   - sinks.go: the HTTP endpoints (fast, slow, flaky, congesting)
 //   - scenario.go: the receivers and routes, the settings, the timeline
-//   - figures.go: figures sampled from the worker's registry and Stats
-//   - verdicts.go: the goals and the alert conditions, evaluated live
+//   - monitor.go, store.go: a small Prometheus: scrapes the worker's
+//     registry every tick into an in-memory store and evaluates
+//     alerting/rules.yml on it with Prometheus's PromQL engine
+//   - figures.go: the figures, PromQL queries on the same store
+//   - verdicts.go: the goals of the design, judged on the figures
 //   - tui.go, plain.go: the terminal view and the one-line-a-second printer
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -27,7 +31,11 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/receiver-fanout/fanout/alerting"
 	"github.com/receiver-fanout/fanout/app"
+	"github.com/receiver-fanout/fanout/config"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -52,8 +60,10 @@ the process:
 Watch the three goals of the design hold live: the fast route is never
 slowed by the slow one, each receiver ingests at the rate events arrive,
 and when orders/congested fills its queue only the orders partitions pause
-while payments keeps its rate. The view also lists which conditions of the
-shipped alert rules (alerting/rules.yml) hold at that moment.
+while payments keeps its rate. The view also shows the alerts of the
+shipped rules (alerting/rules.yml), evaluated every second on the worker's
+metrics by Prometheus's own PromQL engine: how long each condition has
+held against its for: (pending), and what fires.
 
 On a terminal the view is live (q or Ctrl-C quits); it is laid out for
 80×24 and says so when the terminal is smaller. Otherwise, or with
@@ -90,10 +100,17 @@ type Options struct {
 	// worker joined the group, lasts congestFor, and meanwhile every
 	// request takes congestDelay.
 	congestAfter, congestFor, congestDelay time.Duration
-	// tick is how often figures are sampled.
+	// tick is how often the worker is scraped, the rules evaluated and the
+	// figures computed.
 	tick time.Duration
-	// observe, when set, receives every sample of figures (tests).
+	// virtualStep, when set, is how far the monitor's clock moves a tick:
+	// it then starts at Unix 0 instead of following the wall clock
+	// (tests compress time so).
+	virtualStep time.Duration
+	// observe, when set, receives every tick's figures, and inspect the
+	// monitor once the demo stopped (tests).
 	observe func(Figures)
+	inspect func(*monitor)
 }
 
 // Bind registers the flags on fs.
@@ -115,13 +132,15 @@ func (o *Options) setDefaults() {
 		o.congestAfter = 8 * time.Second
 	}
 	if o.congestFor <= 0 {
+		// Shorter than FanoutReceiverPaused's for: (45s): the page is seen
+		// pending, and a 10s stall does not page.
 		o.congestFor = 10 * time.Second
 	}
 	if o.congestDelay <= 0 {
 		o.congestDelay = 2 * time.Second
 	}
 	if o.tick <= 0 {
-		o.tick = 250 * time.Millisecond
+		o.tick = time.Second
 	}
 }
 
@@ -163,6 +182,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if logs != nil {
 		logs.flush(stderr)
 	}
+	if o.inspect != nil {
+		o.inspect(d.monitor)
+	}
 	return errors.Join(viewErr, stopErr)
 }
 
@@ -175,19 +197,20 @@ func isTerminal(w io.Writer) bool {
 // running is a started demo: cluster, endpoints, worker, generator and
 // timeline.
 type running struct {
-	opts     Options
-	started  time.Time
-	cluster  *cluster
-	sinks    *sinks
-	scenario *scenario
-	worker   *app.Worker
-	notice   string // said once at start (a port fallback)
+	opts    Options
+	started time.Time
+	cluster *cluster
+	sinks   *sinks
+	file    *config.File
+	worker  *app.Worker
+	notice  string // said once at start (a port fallback)
 
 	cancelWorker context.CancelFunc
 	workerExited chan struct{} // closed when Run returned
 	workerErr    error         // Run's result, set before workerExited closes
 	gen          *generator
 	timeline     *timeline
+	monitor      *monitor
 	figures      *collector
 }
 
@@ -216,8 +239,8 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 	}
 	undo = append(undo, d.sinks.close)
 
-	d.scenario = newScenario(d.sinks, o)
-	if err := d.scenario.file.Validate(); err != nil {
+	d.file = demoFile(d.sinks)
+	if err := d.file.Validate(); err != nil {
 		return nil, fmt.Errorf("demo configuration: %w", err)
 	}
 	httpAddr, notice := pickHTTPAddr(o.HTTPAddr)
@@ -226,16 +249,26 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 	if err := env.Validate(); err != nil {
 		return nil, fmt.Errorf("demo settings: %w", err)
 	}
+	// The rules are loaded before the worker exists (one not run cannot
+	// be released): a rules file the demo cannot evaluate stops it here.
+	workerReg, demoReg := alerting.NewRegistry(), prometheus.NewRegistry()
+	step := cmp.Or(o.virtualStep, o.tick)
+	d.monitor, err = newMonitor(alerting.RulesYAML, prometheus.Gatherers{workerReg, demoReg}, step, figureExprs(step)...)
+	if err != nil {
+		return nil, err
+	}
 	d.worker, err = app.New(app.Options{
+		Registry:  workerReg,
 		Version:   o.Version,
 		Env:       env,
-		File:      d.scenario.file,
+		File:      d.file,
 		Logger:    logger,
 		KafkaOpts: []kgo.Opt{kgo.HeartbeatInterval(500 * time.Millisecond)},
 	})
 	if err != nil {
 		return nil, err
 	}
+	d.monitor.instance = d.worker.Addr()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancelWorker = cancel
@@ -246,14 +279,14 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 	}()
 	undo = append(undo, func() { cancel(); <-d.workerExited })
 
-	d.gen, err = startGenerator(d.cluster.addrs, receiverTopics(), o.Rate)
+	d.gen, err = startGenerator(d.cluster.addrs, receiverTopics(), o.Rate, demoReg)
 	if err != nil {
 		return nil, fmt.Errorf("start the event generator: %w", err)
 	}
 	undo = append(undo, d.gen.stop)
 
 	d.timeline = startTimeline(d.started, d.worker, d.sinks, o.congestAfter, o.congestFor)
-	d.figures = newCollector(d.started, d.worker, d.gen, d.scenario, d.timeline)
+	d.figures = &collector{started: d.started, mon: d.monitor, file: d.file, timeline: d.timeline, step: step, virtual: o.virtualStep > 0}
 	return d, nil
 }
 
@@ -290,9 +323,9 @@ func (d *running) stop() error {
 // metricsURL is where the worker serves its metrics.
 func (d *running) metricsURL() string { return "http://" + d.worker.Addr() + "/metrics" }
 
-// sample takes one sample of figures and hands it to the test hook.
+// sample takes one tick of figures and hands it to the test hook.
 func (d *running) sample() Figures {
-	f := d.figures.collect(time.Now())
+	f := d.figures.collect(context.Background(), time.Now())
 	if d.opts.observe != nil {
 		d.opts.observe(f)
 	}

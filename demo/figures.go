@@ -1,33 +1,33 @@
 package demo
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	prommodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql"
 
-	"github.com/receiver-fanout/fanout/consumer"
-	"github.com/receiver-fanout/fanout/fanout"
-)
-
-// Windows over which figures are computed.
-const (
-	rateWindow  = 3 * time.Second // delivery, ingest and produce rates
-	p99Window   = 5 * time.Second // delivery latency
-	alertWindow = time.Minute     // dead letters, error ratio
+	"github.com/receiver-fanout/fanout/config"
 )
 
 // Figures are what the demo shows at one moment: the same for the live
-// view, the plain lines and the tests.
+// view, the plain lines and the tests. Every number is a PromQL query on
+// the monitor's store, the way a dashboard on Prometheus would read it.
 type Figures struct {
+	Tick      int           // the ticks before this one
 	Elapsed   time.Duration // since the demo started
-	Ready     bool          // the worker has joined its group
+	Ready     bool          // max(fanout_ready) == 1
 	Phase     Phase
 	Receivers []ReceiverFigures
 	Goals     []Goal
-	Alerts    []Alert // conditions of alerting/rules.yml true now
+	Alerts    []Alert // the active alerts of alerting/rules.yml
+	Problem   string  // a rule or query that failed, "" when none did
 }
 
 // Receiver returns the figures of topic, or nil.
@@ -44,11 +44,11 @@ func (f *Figures) Receiver(topic string) *ReceiverFigures {
 type ReceiverFigures struct {
 	Topic       string
 	Produced    int64   // events the generator got acknowledged
-	ProduceRate float64 // a second, over rateWindow
+	ProduceRate float64 // a second, over rateTicks
 	Consumed    int64   // fanout_records_consumed_total
-	IngestRate  float64 // a second, over rateWindow
-	LagRecords  int64   // high watermark minus committed, summed
-	LagSeconds  float64 // age of the oldest record not complete
+	IngestRate  float64 // a second, over rateTicks
+	LagRecords  int64   // sum of fanout_partition_lag_records
+	LagSeconds  float64 // max of fanout_partition_lag_seconds
 	Partitions  []PartitionFigures
 	Routes      []RouteFigures
 }
@@ -89,23 +89,30 @@ type PartitionFigures struct {
 	Paused bool
 }
 
+// RouteState is how a route stands towards its receiver.
+type RouteState int
+
+// The route states. (A route that detaches to a parking topic will be one
+// more.)
+const (
+	RouteFlowing   RouteState = iota
+	RouteCongested            // fanout_route_congested: its queue is full and pauses the receiver
+)
+
 // RouteFigures describe one route of a receiver.
 type RouteFigures struct {
 	Name string
-	Desc string // what the route and its endpoint do
 	// Delivered, Retries and DeadLetters are the totals of
 	// fanout_route_deliveries_total by outcome.
 	Delivered, Retries, DeadLetters int64
-	Rate                            float64       // successes a second, over rateWindow
-	P99                             time.Duration // over p99Window; -1 when nothing was delivered
+	Rate                            float64       // successes a second, over rateTicks
+	P99                             time.Duration // over p99Ticks; -1 when nothing was delivered
 	Depth, Capacity                 int
-	Congested                       bool
-	// Over alertWindow: dead letters, failed attempts over all attempts
-	// (0 without attempts), attempts a second.
-	RecentDeadLetters int64
-	ErrorRatio        float64
-	AttemptRate       float64
+	State                           RouteState
 }
+
+// Congested tells whether the route pauses its receiver now.
+func (r *RouteFigures) Congested() bool { return r.State == RouteCongested }
 
 // Fill is the share of the route's queue in use, 0..1.
 func (r *RouteFigures) Fill() float64 {
@@ -115,232 +122,170 @@ func (r *RouteFigures) Fill() float64 {
 	return float64(r.Depth) / float64(r.Capacity)
 }
 
-// source is what figures are read from: the worker.
-type source interface {
-	Stats() consumer.Snapshot
-	Registry() *prometheus.Registry
+// The windows of the figures' rates, in ticks (a tick is a second).
+const (
+	rateTicks = 3
+	p99Ticks  = 5
+)
+
+// The figures' queries; $rate is the rate window, $p99 the p99 window.
+// The generator's counter is on the demo's own registry, which the monitor
+// scrapes with the worker's.
+var figureQueries = struct {
+	produced, produceRate, consumed, ingestRate, lagRecords, lagSeconds, paused, ready,
+	deliveries, rate, p99, depth, capacity, congested string
+}{
+	produced:    `sum by (topic) (demo_events_produced_total)`,
+	produceRate: `sum by (topic) (rate(demo_events_produced_total[$rate]))`,
+	consumed:    `sum by (topic) (fanout_records_consumed_total)`,
+	ingestRate:  `sum by (topic) (rate(fanout_records_consumed_total[$rate]))`,
+	lagRecords:  `sum by (topic) (fanout_partition_lag_records)`,
+	lagSeconds:  `max by (topic) (fanout_partition_lag_seconds)`,
+	paused:      `max by (topic, partition) (fanout_partition_paused)`,
+	ready:       `max(fanout_ready)`,
+	deliveries:  `sum by (topic, route, outcome) (fanout_route_deliveries_total)`,
+	rate:        `sum by (topic, route) (rate(fanout_route_deliveries_total{outcome="success"}[$rate]))`,
+	p99:         `histogram_quantile(0.99, sum by (topic, route, le) (rate(fanout_route_delivery_duration_seconds_bucket[$p99])))`,
+	depth:       `sum by (topic, route) (fanout_route_queue_depth)`,
+	capacity:    `sum by (topic, route) (fanout_route_queue_capacity)`,
+	congested:   `max by (topic, route) (fanout_route_congested)`,
+}
+
+// figureExprs are the figures' queries with their windows for ticks of
+// step, as they run.
+func figureExprs(step time.Duration) []string {
+	q, w := figureQueries, windows(step)
+	var out []string
+	for _, e := range []string{q.produced, q.produceRate, q.consumed, q.ingestRate, q.lagRecords, q.lagSeconds,
+		q.paused, q.ready, q.deliveries, q.rate, q.p99, q.depth, q.capacity, q.congested} {
+		out = append(out, w.Replace(e))
+	}
+	return out
+}
+
+// windows fills in the figures' windows for ticks of step.
+func windows(step time.Duration) *strings.Replacer {
+	return strings.NewReplacer("$rate", prommodel.Duration(rateTicks*step).String(), "$p99", prommodel.Duration(p99Ticks*step).String())
+}
+
+// collector ticks the monitor and turns its store into figures. One loop
+// calls it.
+type collector struct {
+	started  time.Time
+	mon      *monitor
+	file     *config.File
+	timeline *timeline
+	// step is the time between two ticks on the store's clock; virtual:
+	// that clock is Unix 0 plus step a tick, not the wall clock (tests
+	// compress time so).
+	step    time.Duration
+	virtual bool
+	n       int
+	memory  verdictMemory
+}
+
+// collect takes one tick: scrape, rules, figures.
+func (c *collector) collect(ctx context.Context, now time.Time) Figures {
+	at := now
+	if c.virtual {
+		at = time.Unix(0, 0).Add(time.Duration(c.n) * c.step)
+	}
+	f := Figures{Tick: c.n, Elapsed: now.Sub(c.started), Phase: c.timeline.phase()}
+	c.n++
+	alerts, err := c.mon.tick(ctx, at)
+	f.Alerts = alerts
+	q := queryAt{ctx: ctx, mon: c.mon, at: at, windows: windows(c.step), errs: []error{err}}
+	fq := figureQueries
+	byTopic := func(expr string) map[string]float64 {
+		out := map[string]float64{}
+		for _, s := range q.run(expr) {
+			out[s.Metric.Get("topic")] = s.F
+		}
+		return out
+	}
+	byRoute := func(expr string) map[routeKey]float64 {
+		out := map[routeKey]float64{}
+		for _, s := range q.run(expr) {
+			out[routeKey{s.Metric.Get("topic"), s.Metric.Get("route")}] = s.F
+		}
+		return out
+	}
+	produced, produceRate := byTopic(fq.produced), byTopic(fq.produceRate)
+	consumed, ingestRate := byTopic(fq.consumed), byTopic(fq.ingestRate)
+	lagRecords, lagSeconds := byTopic(fq.lagRecords), byTopic(fq.lagSeconds)
+	rates, p99s := byRoute(fq.rate), byRoute(fq.p99)
+	depth, capacity, congested := byRoute(fq.depth), byRoute(fq.capacity), byRoute(fq.congested)
+	outcomes := map[routeKey]map[string]float64{}
+	for _, s := range q.run(fq.deliveries) {
+		k := routeKey{s.Metric.Get("topic"), s.Metric.Get("route")}
+		if outcomes[k] == nil {
+			outcomes[k] = map[string]float64{}
+		}
+		outcomes[k][s.Metric.Get("outcome")] = s.F
+	}
+	for _, s := range q.run(fq.ready) {
+		f.Ready = s.F == 1
+	}
+	partitions := map[string][]PartitionFigures{}
+	for _, s := range q.run(fq.paused) {
+		id, err := strconv.ParseInt(s.Metric.Get("partition"), 10, 32)
+		if err != nil {
+			q.errs = append(q.errs, fmt.Errorf("fanout_partition_paused: partition %q", s.Metric.Get("partition")))
+			continue
+		}
+		topic := s.Metric.Get("topic")
+		partitions[topic] = append(partitions[topic], PartitionFigures{ID: int32(id), Paused: s.F == 1})
+	}
+
+	for _, rc := range c.file.Receivers {
+		t := rc.Topic
+		r := ReceiverFigures{
+			Topic: t, Produced: int64(produced[t]), ProduceRate: produceRate[t],
+			Consumed: int64(consumed[t]), IngestRate: ingestRate[t],
+			LagRecords: int64(lagRecords[t]), LagSeconds: lagSeconds[t], Partitions: partitions[t],
+		}
+		slices.SortFunc(r.Partitions, func(a, b PartitionFigures) int { return int(a.ID - b.ID) })
+		for _, rt := range rc.Routes {
+			k := routeKey{t, rt.Name}
+			rf := RouteFigures{
+				Name: rt.Name, Delivered: int64(outcomes[k]["success"]), Retries: int64(outcomes[k]["retry"]),
+				DeadLetters: int64(outcomes[k]["dead_letter"]), Rate: rates[k], P99: -1,
+				Depth: int(depth[k]), Capacity: int(capacity[k]),
+			}
+			if v, ok := p99s[k]; ok && !math.IsNaN(v) {
+				rf.P99 = time.Duration(v * float64(time.Second))
+			}
+			if congested[k] == 1 {
+				rf.State = RouteCongested
+			}
+			r.Routes = append(r.Routes, rf)
+		}
+		f.Receivers = append(f.Receivers, r)
+	}
+	if err := errors.Join(q.errs...); err != nil {
+		f.Problem = err.Error()
+	}
+	f.Goals = c.memory.goals(&f)
+	return f
 }
 
 // routeKey names a route of a receiver.
 type routeKey struct{ topic, route string }
 
-// sample is one reading of the counters.
-type sample struct {
-	at       time.Time
-	produced map[string]int64
-	consumed map[string]float64
-	routes   map[routeKey]*routeCounters
+// queryAt runs the figures' queries at one instant and collects their
+// errors.
+type queryAt struct {
+	ctx     context.Context
+	mon     *monitor
+	at      time.Time
+	windows *strings.Replacer
+	errs    []error
 }
 
-type routeCounters struct {
-	success, retry, deadLetter float64
-	count                      float64  // observations of the duration histogram
-	buckets                    []bucket // its cumulative buckets
-}
-
-type bucket struct{ le, n float64 }
-
-// collector samples the worker and keeps the history the rates need.
-type collector struct {
-	started  time.Time
-	src      source
-	gen      interface{ producedCounts() map[string]int64 }
-	scenario *scenario
-	timeline *timeline
-	history  []sample
-	memory   verdictMemory
-}
-
-func newCollector(started time.Time, src source, gen interface{ producedCounts() map[string]int64 }, sc *scenario, tl *timeline) *collector {
-	return &collector{started: started, src: src, gen: gen, scenario: sc, timeline: tl}
-}
-
-// collect takes a sample and computes the figures. Not safe for
-// concurrent use: one loop calls it.
-func (c *collector) collect(now time.Time) Figures {
-	snap := c.src.Stats()
-	cur := c.read(now)
-	c.history = append(c.history, cur)
-	// Keep one sample at least alertWindow old, and nothing older.
-	for len(c.history) > 2 && !c.history[1].at.After(now.Add(-alertWindow)) {
-		c.history = c.history[1:]
+func (q *queryAt) run(expr string) promql.Vector {
+	v, err := q.mon.query(q.ctx, q.windows.Replace(expr), q.at)
+	if err != nil {
+		q.errs = append(q.errs, err)
 	}
-
-	f := Figures{Elapsed: now.Sub(c.started), Ready: snap.Ready, Phase: c.timeline.phase()}
-	rateBase, p99Base, alertBase := c.past(now, rateWindow), c.past(now, p99Window), c.past(now, alertWindow)
-	for _, rc := range c.scenario.file.Receivers {
-		topic := rc.Topic
-		r := ReceiverFigures{
-			Topic:       topic,
-			Produced:    cur.produced[topic],
-			ProduceRate: rate(float64(cur.produced[topic]), float64(rateBase.produced[topic]), cur.at, rateBase.at),
-			Consumed:    int64(cur.consumed[topic]),
-			IngestRate:  rate(cur.consumed[topic], rateBase.consumed[topic], cur.at, rateBase.at),
-		}
-		for _, ps := range snap.Partitions {
-			if ps.Topic != topic {
-				continue
-			}
-			r.Partitions = append(r.Partitions, PartitionFigures{ID: ps.Partition, Paused: ps.Paused})
-			r.LagRecords += ps.Lag
-			if !ps.OldestPending.IsZero() {
-				r.LagSeconds = max(r.LagSeconds, now.Sub(ps.OldestPending).Seconds())
-			}
-		}
-		slices.SortFunc(r.Partitions, func(a, b PartitionFigures) int { return int(a.ID - b.ID) })
-		state := routeStates(snap, topic)
-		for _, rt := range rc.Routes {
-			k := routeKey{topic, rt.Name}
-			cnt, was, long := cur.route(k), rateBase.route(k), alertBase.route(k)
-			rf := RouteFigures{
-				Name:        rt.Name,
-				Desc:        c.scenario.desc[topic][rt.Name],
-				Delivered:   int64(cnt.success),
-				Retries:     int64(cnt.retry),
-				DeadLetters: int64(cnt.deadLetter),
-				Rate:        rate(cnt.success, was.success, cur.at, rateBase.at),
-				P99:         p99(p99Base.route(k), cnt),
-				Capacity:    rt.Buffer,
-			}
-			if st, ok := state[rt.Name]; ok {
-				rf.Depth, rf.Capacity, rf.Congested = st.Depth, st.Capacity, st.Congested
-			}
-			rf.RecentDeadLetters = int64(cnt.deadLetter - long.deadLetter)
-			failed := cnt.retry - long.retry + cnt.deadLetter - long.deadLetter
-			attempts := failed + cnt.success - long.success
-			if attempts > 0 {
-				rf.ErrorRatio = failed / attempts
-			}
-			rf.AttemptRate = rate(attempts, 0, cur.at, alertBase.at)
-			r.Routes = append(r.Routes, rf)
-		}
-		f.Receivers = append(f.Receivers, r)
-	}
-	f.Goals = c.memory.goals(&f)
-	f.Alerts = alerts(&f)
-	return f
-}
-
-func routeStates(snap consumer.Snapshot, topic string) map[string]fanout.RouteStats {
-	out := map[string]fanout.RouteStats{}
-	for _, r := range snap.Receivers {
-		if r.Topic != topic {
-			continue
-		}
-		for _, rt := range r.Routes {
-			out[rt.Route] = rt
-		}
-	}
-	return out
-}
-
-// read gathers the counters from the worker's registry, as a Prometheus
-// scrape of /metrics would.
-func (c *collector) read(now time.Time) sample {
-	s := sample{at: now, produced: c.gen.producedCounts(), consumed: map[string]float64{}, routes: map[routeKey]*routeCounters{}}
-	mfs, err := c.src.Registry().Gather()
-	if err != nil && len(mfs) == 0 {
-		return s
-	}
-	for _, mf := range mfs {
-		switch mf.GetName() {
-		case "fanout_records_consumed_total":
-			for _, m := range mf.GetMetric() {
-				s.consumed[label(m, "topic")] += m.GetCounter().GetValue()
-			}
-		case "fanout_route_deliveries_total":
-			for _, m := range mf.GetMetric() {
-				rc := s.route(routeKey{label(m, "topic"), label(m, "route")})
-				v := m.GetCounter().GetValue()
-				switch label(m, "outcome") {
-				case "success":
-					rc.success += v
-				case "retry":
-					rc.retry += v
-				case "dead_letter":
-					rc.deadLetter += v
-				}
-			}
-		case "fanout_route_delivery_duration_seconds":
-			for _, m := range mf.GetMetric() {
-				rc := s.route(routeKey{label(m, "topic"), label(m, "route")})
-				h := m.GetHistogram()
-				rc.count = float64(h.GetSampleCount())
-				rc.buckets = rc.buckets[:0]
-				for _, b := range h.GetBucket() {
-					rc.buckets = append(rc.buckets, bucket{b.GetUpperBound(), float64(b.GetCumulativeCount())})
-				}
-			}
-		}
-	}
-	return s
-}
-
-// route returns the counters of k, creating them (zero) when missing.
-func (s *sample) route(k routeKey) *routeCounters {
-	rc, ok := s.routes[k]
-	if !ok {
-		rc = &routeCounters{}
-		s.routes[k] = rc
-	}
-	return rc
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
-
-// past returns the newest sample at least window old, or the oldest one.
-func (c *collector) past(now time.Time, window time.Duration) *sample {
-	limit := now.Add(-window)
-	for i := len(c.history) - 1; i >= 0; i-- {
-		if !c.history[i].at.After(limit) {
-			return &c.history[i]
-		}
-	}
-	return &c.history[0]
-}
-
-// rate is (now - was) per second between two instants; 0 over less than
-// half a second.
-func rate(now, was float64, at, from time.Time) float64 {
-	d := at.Sub(from).Seconds()
-	if d < 0.5 || now < was {
-		return 0
-	}
-	return (now - was) / d
-}
-
-// p99 is the 99th percentile of the durations observed between was and
-// now, interpolated within histogram buckets as histogram_quantile does;
-// -1 when nothing was observed.
-func p99(was, now *routeCounters) time.Duration {
-	total := now.count - was.count
-	if total <= 0 || len(now.buckets) == 0 {
-		return -1
-	}
-	rank := 0.99 * total
-	lower, below := 0.0, 0.0
-	for i, b := range now.buckets {
-		n := b.n
-		if i < len(was.buckets) {
-			n -= was.buckets[i].n
-		}
-		if n >= rank && n > below {
-			v := lower + (b.le-lower)*(rank-below)/(n-below)
-			return time.Duration(v * float64(time.Second))
-		}
-		lower, below = b.le, n
-	}
-	// In the +Inf bucket: the highest finite bound, as Prometheus does.
-	last := now.buckets[len(now.buckets)-1].le
-	if math.IsInf(last, 1) && len(now.buckets) > 1 {
-		last = now.buckets[len(now.buckets)-2].le
-	}
-	return time.Duration(last * float64(time.Second))
+	return v
 }

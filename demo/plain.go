@@ -10,8 +10,8 @@ import (
 )
 
 // Without --duration the plain output tells the whole story and stops:
-// settle after orders has recovered from the congestion, or giveUp after
-// the congestion ended if it never does.
+// once orders has stayed recovered from the congestion for settle, or
+// giveUp after the congestion ended if it never does.
 const (
 	settle = 3 * time.Second
 	giveUp = time.Minute
@@ -33,7 +33,10 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 	defer tick.Stop()
 	every := max(1, int(time.Second/d.opts.tick))
 	var last Figures
-	recoveredAt := time.Duration(-1)
+	// announced: orders was seen recovered; steady: since when it has
+	// stayed so (-1: it is not now). The demo stops once it stayed so for
+	// settle.
+	announced, steady := false, time.Duration(-1)
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -49,16 +52,22 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 			if !auto {
 				continue
 			}
-			if recoveredAt < 0 && recovered(last) {
-				recoveredAt = last.Elapsed
-				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(recoveredAt))
+			switch ok := recovered(last); {
+			case !ok:
+				steady = -1
+			case steady < 0:
+				steady = last.Elapsed
+			}
+			if steady >= 0 && !announced {
+				announced = true
+				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(steady))
 			}
 			switch {
-			case recoveredAt >= 0 && last.Elapsed-recoveredAt >= settle:
+			case steady >= 0 && last.Elapsed-steady >= settle:
 				fmt.Fprintln(out, summary(last))
 				return nil
-			case recoveredAt < 0 && last.Phase.Over && last.Elapsed-last.Phase.End >= giveUp:
-				fmt.Fprintf(out, "fanout demo: %s had not caught up %s after the congestion ended\n", topicOrders, short(giveUp))
+			case last.Phase.Over && last.Elapsed-last.Phase.End >= giveUp:
+				fmt.Fprintf(out, "fanout demo: %s had not stayed caught up for %s, %s after the congestion ended\n", topicOrders, short(settle), short(giveUp))
 				fmt.Fprintln(out, summary(last))
 				return nil
 			}
@@ -97,7 +106,7 @@ func (d *running) intro() []string {
 		lines = append(lines, "  note: "+d.notice)
 	}
 	var recv []string
-	for _, r := range d.scenario.file.Receivers {
+	for _, r := range d.file.Receivers {
 		var names []string
 		for _, rt := range r.Routes {
 			names = append(names, rt.Name)
@@ -125,8 +134,8 @@ func statusLine(f Figures) string {
 			if rt.Retries > 0 || rt.DeadLetters > 0 {
 				fmt.Fprintf(&b, " r %d dl %d", rt.Retries, rt.DeadLetters)
 			}
-			if rt.Congested {
-				b.WriteString(" CONGESTED")
+			if flag := routeFlag(&rt); flag != "" {
+				b.WriteString(" " + flag)
 			}
 		}
 		b.WriteString(" ||")
@@ -139,10 +148,25 @@ func statusLine(f Figures) string {
 	if len(f.Alerts) == 0 {
 		b.WriteString(" none")
 	}
-	for _, a := range f.Alerts {
-		fmt.Fprintf(&b, " %s{%s}", a.Name, a.Target)
+	for i := range f.Alerts {
+		fmt.Fprintf(&b, " %s{%s} %s", f.Alerts[i].Name, f.Alerts[i].Target(), alertStatus(&f.Alerts[i]))
+	}
+	if f.Problem != "" {
+		b.WriteString(" || problem: " + f.Problem)
 	}
 	return b.String()
+}
+
+// alertStatus says where an alert stands against its for: (pending) or
+// keep_firing_for: (cleared).
+func alertStatus(a *Alert) string {
+	switch {
+	case a.State == AlertPending:
+		return fmt.Sprintf("pending %s/%s", dur(a.Held), dur(a.For))
+	case a.Kept:
+		return fmt.Sprintf("FIRING cleared %s/%s", dur(a.Cleared), dur(a.KeepFiringFor))
+	}
+	return "FIRING " + dur(a.Held)
 }
 
 // phaseTag names where the timeline stands, in a word.

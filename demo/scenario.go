@@ -43,58 +43,48 @@ func kafkaTopics() []topicSpec {
 	}
 }
 
-// scenario is the receivers file the worker runs, built in code exactly as
-// a parsed fanout.yaml would be, with a one-line description of each route
-// for the view.
-type scenario struct {
-	file *config.File
-	desc map[string]map[string]string // topic → route → what it does
-}
-
-func newScenario(s *sinks, o Options) *scenario {
-	sc := &scenario{file: &config.File{}, desc: map[string]map[string]string{}}
+// demoFile is the receivers file the worker runs, built in code exactly as
+// a parsed fanout.yaml would be.
+func demoFile(s *sinks) *config.File {
+	file := &config.File{}
 	for _, topic := range receiverTopics() {
 		r := config.Receiver{Topic: topic, MaxInflight: demoMaxInflight}
-		add := func(rt config.Route, desc string) {
+		add := func(rt config.Route) {
 			rt.Buffer = demoBuffer
 			r.Routes = append(r.Routes, rt)
-			if sc.desc[topic] == nil {
-				sc.desc[topic] = map[string]string{}
-			}
-			sc.desc[topic][rt.Name] = desc
 		}
 		add(config.Route{
 			Name: routeFast, Type: config.RouteHTTP, Workers: 16,
 			HTTP: &config.HTTP{URL: s.fast.url, Timeout: 2 * time.Second},
-		}, "http, answers in ~1ms")
+		})
 		add(config.Route{
 			Name: routeSlow, Type: config.RouteHTTP, Workers: 64,
 			HTTP: &config.HTTP{URL: s.slow.url, Timeout: 2 * time.Second},
-		}, "http, ~50ms, 64 workers")
+		})
 		add(config.Route{
 			Name: routeFlaky, Type: config.RouteHTTP, Workers: 32,
 			HTTP:            &config.HTTP{URL: s.flaky.url, Timeout: 2 * time.Second},
 			Retry:           config.Retry{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
 			DeadLetterTopic: dlqTopic(topic),
-		}, "http, 10% 503, 1% 400 → dlq")
+		})
 		if topic == topicOrders {
 			// No dead-letter topic: a stuck destination is retried
 			// forever, congests and pauses, as in production.
 			add(config.Route{
 				Name: routeCongested, Type: config.RouteHTTP, Workers: 4,
 				HTTP: &config.HTTP{URL: s.congesting.url, Timeout: 5 * time.Second},
-			}, fmt.Sprintf("http, ~1ms; %s/req for %s", short(o.congestDelay), short(o.congestFor)))
+			})
 		}
 		// A kafka route waits for each produce, so it needs about
 		// rate × produce latency workers.
 		add(config.Route{
 			Name: routeAudit, Type: config.RouteKafka, Workers: 32,
 			Kafka: &config.Kafka{Topic: topicAudit},
-		}, "kafka → topic "+topicAudit)
-		sc.file.Receivers = append(sc.file.Receivers, r)
+		})
+		file.Receivers = append(file.Receivers, r)
 	}
-	sc.file.SetDefaults()
-	return sc
+	file.SetDefaults()
+	return file
 }
 
 // demoEnv is the worker's process settings: what FANOUT_* would give,

@@ -11,13 +11,14 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/prometheus/prometheus/model/labels"
 	"golang.org/x/term"
 )
 
 // runTUI shows the live view until ctx ends, the worker stops or the user
 // quits, then leaves a summary on the normal screen.
 func runTUI(ctx context.Context, d *running, out io.Writer) error {
-	m := newModel(lipgloss.NewRenderer(out), d.worker.Addr())
+	m := newModel(lipgloss.NewRenderer(out), d.worker.Addr(), d.figures.step)
 	opts := []tea.ProgramOption{tea.WithOutput(out), tea.WithAltScreen(), tea.WithoutSignalHandler()}
 	if !term.IsTerminal(int(os.Stdin.Fd())) {
 		// No keys to read; Ctrl-C arrives as SIGINT and cancels ctx.
@@ -70,6 +71,7 @@ type figuresMsg Figures
 type model struct {
 	st            styles
 	addr          string // where /metrics is served
+	every         string // how often the rules are evaluated
 	f             Figures
 	have          bool
 	width, height int // of the terminal; 0 until known
@@ -86,10 +88,10 @@ type styles struct {
 	r                                           *lipgloss.Renderer
 }
 
-func newModel(r *lipgloss.Renderer, addr string) model {
+func newModel(r *lipgloss.Renderer, addr string, every time.Duration) model {
 	s := r.NewStyle
 	return model{
-		addr: addr,
+		addr: addr, every: dur(every),
 		st: styles{
 			r:     r,
 			title: s().Bold(true).Foreground(lipgloss.Color("15")).Background(lipgloss.Color("4")).Padding(0, 1),
@@ -147,7 +149,6 @@ func (m model) View() string {
 		add(" ", m.goalMark(g.State), fmt.Sprintf(" %d %-38s ", i+1, g.Title), st.dim.Render(g.Detail))
 	}
 
-	add("")
 	for i := range f.Receivers {
 		r := &f.Receivers[i]
 		add(st.head.Render(fmt.Sprintf("%-8s", r.Topic)), " in ", st.bold.Render(perSec(r.IngestRate)), st.dim.Render(" of "+perSec(r.ProduceRate)),
@@ -160,15 +161,23 @@ func (m model) View() string {
 			rt := &r.Routes[j]
 			row := fmt.Sprintf("  %-*s %9d %7s %7s  ", colRoute, clip(rt.Name, colRoute), rt.Delivered, perSec(rt.Rate), ms(rt.P99))
 			tail := fmt.Sprintf(" %7d %5d", rt.Retries, rt.DeadLetters)
-			flag := ""
-			if rt.Congested {
-				flag = " " + st.bad.Render("CONGESTED")
+			if flag := routeFlag(rt); flag != "" {
+				tail += " " + st.bad.Render(flag)
 			}
-			add(row, m.bar(rt.Fill()), tail, flag)
+			add(row, m.bar(rt.Fill()), tail)
 		}
 	}
 
-	add(st.head.Render("ALERTS"), st.dim.Render("  rules.yml conditions that hold now · for: durations not applied"))
+	firing := 0
+	for _, a := range f.Alerts {
+		if a.State == AlertFiring {
+			firing++
+		}
+	}
+	add(st.head.Render("ALERTS"), st.dim.Render(fmt.Sprintf("  rules.yml every %s: %d firing, %d pending", m.every, firing, len(f.Alerts)-firing)))
+	if f.Problem != "" {
+		add("  ", st.bad.Render(f.Problem))
+	}
 	if len(f.Alerts) == 0 {
 		add("  ", st.ok.Render("none"))
 	}
@@ -178,9 +187,11 @@ func (m model) View() string {
 		rows = viewHeight
 	}
 	room := max(1, rows-len(lines))
-	for i, a := range f.Alerts {
-		if i == room-1 && len(f.Alerts) > room {
-			add("  ", st.dim.Render(fmt.Sprintf("… and %d more", len(f.Alerts)-i)))
+	panel := alertRows(f.Alerts)
+	for i := range panel {
+		a := &panel[i]
+		if i == room-1 && len(panel) > room {
+			add("  ", st.dim.Render(fmt.Sprintf("… and %d more", len(panel)-i)))
 			break
 		}
 		sev := st.info
@@ -190,9 +201,60 @@ func (m model) View() string {
 		case "warning":
 			sev = st.warn
 		}
-		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-18s ", a.Name, clip(a.Target, 18)), st.dim.Render(a.Value))
+		add("  ", sev.Render(fmt.Sprintf("%-8s", a.Severity)), " ", fmt.Sprintf("%-26s %-16s ", clip(a.Name, 26), clip(a.target, 16)), m.progress(&a.Alert))
 	}
 	return m.fit(lines)
+}
+
+// progress shows how long the alert's condition has held against its
+// for: while pending, and for how long keep_firing_for still holds it
+// once its condition cleared.
+func (m model) progress(a *Alert) string {
+	switch {
+	case a.State == AlertPending:
+		fill := 0.0
+		if a.For > 0 {
+			fill = min(1, float64(a.Held)/float64(a.For))
+		}
+		n := int(fill * 5)
+		return m.st.warn.Render("pending ") + m.st.warn.Render(strings.Repeat("█", n)) + m.st.dim.Render(strings.Repeat("░", 5-n)) +
+			fmt.Sprintf(" %s/%s", dur(a.Held), dur(a.For))
+	case a.Kept:
+		return m.st.bad.Render("FIRING") + m.st.dim.Render(fmt.Sprintf(" cleared %s/%s", dur(a.Cleared), dur(a.KeepFiringFor)))
+	case a.For == 0:
+		return m.st.bad.Render("FIRING") + fmt.Sprintf(" %s", dur(a.Held)) + m.st.dim.Render(" (no for:)")
+	}
+	return m.st.bad.Render("FIRING") + fmt.Sprintf(" %s", dur(a.Held)) + m.st.dim.Render(fmt.Sprintf(" ≥ for %s", dur(a.For)))
+}
+
+// alertRow is one row of the alert panel: an alert, or several that
+// differ only by partition (their target lists the partitions; the
+// longest-held one stands for them).
+type alertRow struct {
+	Alert
+	target string
+}
+
+func alertRows(alerts []Alert) []alertRow {
+	var rows []alertRow
+	index := map[string]int{}
+	for _, a := range alerts {
+		lb := labels.NewBuilder(a.Labels)
+		lb.Del("partition")
+		key := fmt.Sprint(a.State, a.Kept, lb.Labels())
+		i, ok := index[key]
+		if !ok || a.Labels.Get("partition") == "" {
+			index[key] = len(rows)
+			rows = append(rows, alertRow{Alert: a, target: a.Target()})
+			continue
+		}
+		r := &rows[i]
+		r.target += "," + a.Labels.Get("partition")
+		if a.Held > r.Held {
+			r.Alert = a
+		}
+	}
+	return rows
 }
 
 // timeline says where the scripted congestion stands.

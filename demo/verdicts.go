@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	prommodel "github.com/prometheus/common/model"
 )
 
 // GoalState is how one goal of the design stands right now.
@@ -29,10 +31,11 @@ type Goal struct {
 // are measured over a few seconds of bursty batches.
 const keepUp = 0.9
 
-// verdictMemory is what the goals remember between samples.
+// verdictMemory is what the goals remember between ticks.
 type verdictMemory struct {
-	lastPaused       map[string]time.Duration // per topic: when it last had a paused partition
-	held             bool                     // goal 3 was seen to hold
+	joinedAt         int            // the first tick the worker was ready; -1 before
+	lastPaused       map[string]int // per topic: the last tick it had a paused partition
+	held             bool           // goal 3 was seen to hold
 	heldFrom, heldTo time.Duration
 	heldTopics       []string // the receivers that were paused meanwhile
 }
@@ -41,14 +44,14 @@ type verdictMemory struct {
 // when r has flowed freely for a whole rate window.
 func (m *verdictMemory) unsteady(f *Figures, r *ReceiverFigures) string {
 	switch {
-	case !f.Phase.Joined:
+	case m.joinedAt < 0:
 		return "joining"
-	case f.Elapsed-f.Phase.JoinedAt < rateWindow:
+	case f.Tick-m.joinedAt < rateTicks:
 		return "warming up"
 	case r.Paused() > 0 || congestedRoutes(r) != "":
 		return "paused"
 	}
-	if last, ok := m.lastPaused[r.Topic]; ok && f.Elapsed-last < rateWindow {
+	if last, ok := m.lastPaused[r.Topic]; ok && f.Tick-last < rateTicks {
 		return "just resumed"
 	}
 	return ""
@@ -57,11 +60,14 @@ func (m *verdictMemory) unsteady(f *Figures, r *ReceiverFigures) string {
 // goals checks the three goals on f.
 func (m *verdictMemory) goals(f *Figures) []Goal {
 	if m.lastPaused == nil {
-		m.lastPaused = map[string]time.Duration{}
+		m.lastPaused, m.joinedAt = map[string]int{}, -1
+	}
+	if m.joinedAt < 0 && f.Ready {
+		m.joinedAt = f.Tick
 	}
 	for i := range f.Receivers {
 		if f.Receivers[i].Paused() > 0 {
-			m.lastPaused[f.Receivers[i].Topic] = f.Elapsed
+			m.lastPaused[f.Receivers[i].Topic] = f.Tick
 		}
 	}
 	return []Goal{m.fastUnaffected(f), m.fullRate(f), m.contained(f)}
@@ -158,7 +164,7 @@ func (m *verdictMemory) contained(f *Figures) Goal {
 func congestedRoutes(r *ReceiverFigures) string {
 	var names []string
 	for _, rt := range r.Routes {
-		if rt.Congested {
+		if rt.Congested() {
 			names = append(names, rt.Name)
 		}
 	}
@@ -187,89 +193,6 @@ func detail(parts []string, none string) string {
 	return strings.Join(parts, " · ")
 }
 
-// Alert is a condition of a shipped alert rule that holds now.
-type Alert struct {
-	Name     string // the alert's name in alerting/rules.yml
-	Severity string // its severity label
-	Target   string // topic, topic/route or topic/partitions
-	Value    string // the figure that makes it true
-}
-
-// The alerts of alerting/rules.yml whose conditions the demo evaluates.
-const (
-	alertInstanceNotReady = "FanoutInstanceNotReady"
-	alertReceiverPaused   = "FanoutReceiverPaused"
-	alertPartitionPaused  = "FanoutPartitionPaused"
-	alertLagHigh          = "FanoutConsumerLagHigh"
-	alertRouteCongested   = "FanoutRouteCongested"
-	alertErrorRatioHigh   = "FanoutRouteErrorRatioHigh"
-	alertDeadLetters      = "FanoutDeadLetters"
-	alertLatencyHigh      = "FanoutRouteLatencyHigh"
-)
-
-var alertNames = []string{
-	alertInstanceNotReady, alertReceiverPaused, alertPartitionPaused, alertLagHigh,
-	alertRouteCongested, alertErrorRatioHigh, alertDeadLetters, alertLatencyHigh,
-}
-
-// alerts evaluates Go equivalents of the rules' conditions on f, now: the
-// rules' for: durations are not applied and their windows are shortened
-// (rates over alertWindow, p99 over p99Window).
-func alerts(f *Figures) []Alert {
-	var out []Alert
-	add := func(name, severity, target, format string, args ...any) {
-		out = append(out, Alert{Name: name, Severity: severity, Target: target, Value: fmt.Sprintf(format, args...)})
-	}
-	if !f.Ready {
-		add(alertInstanceNotReady, "warning", "demo", "not joined to the group")
-	}
-	for i := range f.Receivers {
-		r := &f.Receivers[i]
-		if n, of := r.Paused(), len(r.Partitions); of > 0 && float64(n)/float64(of) >= 0.8 {
-			add(alertReceiverPaused, "critical", r.Topic, "%d/%d partitions paused", n, of)
-		}
-		var paused []string
-		for _, p := range r.Partitions {
-			if p.Paused {
-				paused = append(paused, fmt.Sprint(p.ID))
-			}
-		}
-		if len(paused) > 0 {
-			add(alertPartitionPaused, "warning", r.Topic+"/"+strings.Join(paused, ","), "paused")
-		}
-		switch {
-		case r.LagSeconds > 1800:
-			add(alertLagHigh, "critical", r.Topic, "%s behind", secs(time.Duration(r.LagSeconds*float64(time.Second))))
-		case r.LagSeconds > 300:
-			add(alertLagHigh, "warning", r.Topic, "%s behind", secs(time.Duration(r.LagSeconds*float64(time.Second))))
-		}
-		for j := range r.Routes {
-			rt := &r.Routes[j]
-			target := r.Topic + "/" + rt.Name
-			if rt.Congested || rt.Fill() >= 0.9 {
-				add(alertRouteCongested, "warning", target, "queue %.0f%%", 100*rt.Fill())
-			}
-			if rt.ErrorRatio > 0.05 && rt.AttemptRate >= 0.02 {
-				add(alertErrorRatioHigh, "warning", target, "%.0f%% of attempts failed", 100*rt.ErrorRatio)
-			}
-			if rt.RecentDeadLetters > 0 {
-				add(alertDeadLetters, "warning", target, "%d in %s", rt.RecentDeadLetters, secs(alertWindow))
-			}
-			if rt.P99 > 2*time.Second {
-				add(alertLatencyHigh, "info", target, "p99 %s", ms(rt.P99))
-			}
-		}
-	}
-	rank := map[string]int{"critical": 0, "warning": 1, "info": 2}
-	slices.SortStableFunc(out, func(a, b Alert) int {
-		if d := rank[a.Severity] - rank[b.Severity]; d != 0 {
-			return d
-		}
-		return slices.Index(alertNames, a.Name) - slices.Index(alertNames, b.Name)
-	})
-	return out
-}
-
 // perSec formats a rate: 400/s.
 func perSec(v float64) string { return fmt.Sprintf("%.0f/s", v) }
 
@@ -284,6 +207,17 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// dur formats a duration as the rules file does: 45s, 1m30s, 5m.
+func dur(d time.Duration) string { return prommodel.Duration(d.Round(time.Second)).String() }
+
+// routeFlag is what the views write after a route that does not flow.
+func routeFlag(r *RouteFigures) string {
+	if r.State == RouteCongested {
+		return "CONGESTED"
+	}
+	return ""
 }
 
 // secs formats a duration in whole seconds: 12s, 1m (exact minutes).
