@@ -39,12 +39,12 @@ func TestConsumer_everyRecordReachesEveryRoute(t *testing.T) {
 	)
 	wait(t, guard, "all delivered", func() bool {
 		for _, s := range []*sink{a, b, d} {
-			if s.distinct("orders") != 2000 {
+			if s.Distinct("orders") != 2000 {
 				return false
 			}
 		}
 		for _, s := range []*sink{p1, p2, p3} {
-			if s.distinct("payments") != 2000 {
+			if s.Distinct("payments") != 2000 {
 				return false
 			}
 		}
@@ -53,14 +53,12 @@ func TestConsumer_everyRecordReachesEveryRoute(t *testing.T) {
 	// Exactly as produced: key, value, headers.
 	for topic, sinks := range map[string][]*sink{"orders": {a, b, d}, "payments": {p1, p2, p3}} {
 		for _, s := range sinks {
-			s.mu.Lock()
 			for k, want := range produced[topic] {
-				m := s.last[topic+"/"+k]
+				m, _ := s.Last(topic + "/" + k)
 				if !bytes.Equal(m.Key, want.key) || !bytes.Equal(m.Value, want.value) || len(m.Headers) != 1 || !bytes.Equal(m.Headers[0].Value, want.header) {
-					t.Errorf("%s %s/%s: got key %q value %q headers %v", s.name, topic, k, m.Key, m.Value, m.Headers)
+					t.Errorf("%s %s/%s: got key %q value %q headers %v", s.Name(), topic, k, m.Key, m.Value, m.Headers)
 				}
 			}
-			s.mu.Unlock()
 		}
 	}
 	if !run.c.Ready() {
@@ -114,7 +112,7 @@ func TestConsumer_membersJoiningAndLeavingLoseNothing(t *testing.T) {
 	produce(t, addrs, "events", n)
 	seen := newSink("r")
 	var delivered atomic.Int64
-	seen.fn = func(ctx context.Context, m fanout.Message) error {
+	seen.Fn = func(ctx context.Context, m fanout.Message) error {
 		if delivered.Add(1)%100 == 0 {
 			time.Sleep(time.Millisecond) // keep the load going through the rebalances
 		}
@@ -137,7 +135,7 @@ func TestConsumer_membersJoiningAndLeavingLoseNothing(t *testing.T) {
 	if err := m2.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, guard, "all delivered", func() bool { return seen.distinct("events") == n })
+	wait(t, guard, "all delivered", func() bool { return seen.Distinct("events") == n })
 	waitCommittedAtEnd(t, addrs, "g3", "events")
 	if err := m3.stop(t); err != nil {
 		t.Fatal(err)
@@ -147,7 +145,7 @@ func TestConsumer_membersJoiningAndLeavingLoseNothing(t *testing.T) {
 	if len(log.bad) > 0 {
 		t.Fatalf("commits went backwards: %v", log.bad)
 	}
-	t.Logf("duplicates across rebalances: %d", seen.duplicates())
+	t.Logf("duplicates across rebalances: %d", seen.Duplicates())
 }
 
 // A stalled route on one receiver pauses only that receiver's partitions
@@ -185,9 +183,9 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 	for round := range 3 {
 		produce(t, addrs, "flowing", 1000)
 		want := 1000 * (round + 1)
-		wait(t, guard, "flowing receiver delivers", func() bool { return other.distinct("flowing") == want })
+		wait(t, guard, "flowing receiver delivers", func() bool { return other.Distinct("flowing") == want })
 	}
-	accepted := fastOnStalled.distinct("stalled")
+	accepted := fastOnStalled.Distinct("stalled")
 	if bound := buffer + workers; accepted > bound {
 		t.Fatalf("stalled receiver accepted %d records, bound buffer+workers = %d", accepted, bound)
 	}
@@ -207,7 +205,7 @@ func TestConsumer_stalledRoutePausesOnlyItsReceiver(t *testing.T) {
 		}
 	}
 	release()
-	wait(t, 2*guard, "stalled receiver drains", func() bool { return stuck.distinct("stalled") == backlog })
+	wait(t, 2*guard, "stalled receiver drains", func() bool { return stuck.Distinct("stalled") == backlog })
 	waitCommittedAtEnd(t, addrs, "g4", "stalled")
 	if err := run.stop(t); err != nil {
 		t.Fatal(err)

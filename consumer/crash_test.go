@@ -153,26 +153,24 @@ func TestConsumer_crashLosesNothing(t *testing.T) {
 	wait(t, guard, "all delivered after restart", func() bool {
 		first.mu.Lock()
 		defer first.mu.Unlock()
-		secondSeen.mu.Lock()
-		defer secondSeen.mu.Unlock()
 		union := map[string]bool{}
 		for k := range first.seen {
 			union[k] = true
 		}
-		for k := range secondSeen.seen {
+		for k := range secondSeen.Seen() {
 			union[k] = true
 		}
 		return len(union) == n
 	})
 	first.mu.Lock()
-	secondSeen.mu.Lock()
+	secondGot := secondSeen.Seen()
 	dups := 0
 	ends := endOffsets(t, addrs, "events")["events"]
 	for p, end := range ends {
 		for off := int64(0); off < end; off++ {
 			k := fmt.Sprintf("events/%d/%d", p, off)
 			_, inFirst := first.seen[k]
-			_, inSecond := secondSeen.seen[k]
+			_, inSecond := secondGot[k]
 			switch {
 			case off < atCrash[p] && !inFirst:
 				t.Errorf("%s committed before the crash but never delivered", k)
@@ -186,7 +184,6 @@ func TestConsumer_crashLosesNothing(t *testing.T) {
 			}
 		}
 	}
-	secondSeen.mu.Unlock()
 	first.mu.Unlock()
 	t.Logf("committed %d before the kill; redelivered after it: %d records", committedBefore, dups)
 	waitCommittedAtEnd(t, addrs, "g2", "events")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
+	"github.com/receiver-fanout/fanout/fanout/fanouttest"
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -79,76 +80,14 @@ func produce(tb testing.TB, addrs []string, topic string, n int) map[string]*kgo
 	return out
 }
 
-// sink is a route that counts deliveries per topic/partition/offset and
-// keeps the last message seen for each.
-type sink struct {
-	name string
-	fn   func(ctx context.Context, m fanout.Message) error
-	mu   sync.Mutex
-	seen map[string]int
-	last map[string]fanout.Message
-}
+// sink is the shared recording route; stalledSink one whose deliveries
+// block until released.
+type sink = fanouttest.Recorder
 
-func newSink(name string) *sink {
-	return &sink{name: name, seen: map[string]int{}, last: map[string]fanout.Message{}}
-}
-
-// stalledSink is a sink whose deliveries block until release is called (or
-// their context ends): a destination that stopped answering. release is
-// idempotent; call it (deferred) before the consumer stops, or the drain
-// waits for the stalled deliveries.
-func stalledSink(name string) (s *sink, release func()) {
-	ch := make(chan struct{})
-	var once sync.Once
-	s = newSink(name)
-	s.fn = func(ctx context.Context, _ fanout.Message) error {
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return s, func() { once.Do(func() { close(ch) }) }
-}
-
-func (s *sink) Name() string { return s.name }
-
-func (s *sink) Deliver(ctx context.Context, m fanout.Message) error {
-	if s.fn != nil {
-		if err := s.fn(ctx, m); err != nil {
-			return err
-		}
-	}
-	k := fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
-	s.mu.Lock()
-	s.seen[k]++
-	s.last[k] = m
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *sink) distinct(topic string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k := range s.seen {
-		if len(k) > len(topic) && k[:len(topic)+1] == topic+"/" {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *sink) duplicates() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := 0
-	for _, n := range s.seen {
-		d += n - 1
-	}
-	return d
-}
+var (
+	newSink     = fanouttest.NewRecorder
+	stalledSink = fanouttest.Stalled
+)
 
 // testConfig is a consumer config tuned for fast group tests on kfake.
 func testConfig(addrs []string, group string) Config {

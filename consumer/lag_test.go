@@ -325,8 +325,8 @@ func TestLag_restartWithBacklogBeforeTheFirstFetch(t *testing.T) {
 		}
 		return false
 	})
-	if s.distinct("orders") != 0 {
-		t.Fatalf("%d records delivered while the fetch was held", s.distinct("orders"))
+	if s.Distinct("orders") != 0 {
+		t.Fatalf("%d records delivered while the fetch was held", s.Distinct("orders"))
 	}
 	if lc.sources[LagProbed] != lc.checked {
 		t.Errorf("before the first fetch every check should be dated by the prober: %v", lc.sources)
@@ -344,7 +344,7 @@ func TestLag_restartWithBacklogBeforeTheFirstFetch(t *testing.T) {
 		}
 		return len(st.Partitions) == 3
 	})
-	if got := s.distinct("orders"); got != 3*(n-50) {
+	if got := s.Distinct("orders"); got != 3*(n-50) {
 		t.Fatalf("%d records delivered, want %d", got, 3*(n-50))
 	}
 	t.Logf("%d checks, sources %v", lc.checked, lc.sources)
@@ -397,7 +397,7 @@ func TestLag_deliveredNotCommittedIsInterpolated(t *testing.T) {
 			}
 		}
 		wait(t, guard, "burst fetched and delivered", func() bool {
-			if s.distinct("orders") != 2*per*burst {
+			if s.Distinct("orders") != 2*per*burst {
 				return false
 			}
 			for _, p := range cons.Stats().Partitions {

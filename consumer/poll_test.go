@@ -40,7 +40,7 @@ func TestConsumer_readCommittedAndMarkersCommitToTheEnd(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	s := newSink("r")
-	s.fn = func(_ context.Context, m fanout.Message) error {
+	s.Fn = func(_ context.Context, m fanout.Message) error {
 		mu.Lock()
 		got = append(got, string(m.Value))
 		mu.Unlock()
@@ -81,7 +81,7 @@ func TestConsumer_rewindPastTheHeldBoundLosesNothing(t *testing.T) {
 	last := map[int32]int64{0: -1, 1: -1}
 	var outOfOrder []string
 	s := newSink("r")
-	s.fn = func(_ context.Context, m fanout.Message) error {
+	s.Fn = func(_ context.Context, m fanout.Message) error {
 		time.Sleep(50 * time.Microsecond)
 		mu.Lock()
 		if m.Offset != last[m.Partition]+1 {
@@ -100,7 +100,7 @@ func TestConsumer_rewindPastTheHeldBoundLosesNothing(t *testing.T) {
 	if len(outOfOrder) > 0 {
 		t.Fatalf("%d deliveries out of order, first %v", len(outOfOrder), outOfOrder[0])
 	}
-	if s.distinct("rewind") != 6000 || s.duplicates() != 0 {
-		t.Fatalf("delivered %d distinct, %d duplicates", s.distinct("rewind"), s.duplicates())
+	if s.Distinct("rewind") != 6000 || s.Duplicates() != 0 {
+		t.Fatalf("delivered %d distinct, %d duplicates", s.Distinct("rewind"), s.Duplicates())
 	}
 }

@@ -37,7 +37,7 @@ func TestConsumer_assignClearsStalePauses(t *testing.T) {
 	}
 	recs := []*kgo.Record{{Topic: "stale", Partition: 0, Offset: 0, Value: []byte("a")}, {Topic: "stale", Partition: 0, Offset: 1, Value: []byte("b")}}
 	cons.dispatch(kgo.FetchTopicPartition{Topic: "stale", FetchPartition: kgo.FetchPartition{Partition: 0, Records: recs}})
-	wait(t, guard, "records offered and delivered", func() bool { return s.distinct("stale") == 2 })
+	wait(t, guard, "records offered and delivered", func() bool { return s.Distinct("stale") == 2 })
 }
 
 func TestConsumer_revokeDuringReofferKeepsFlowing(t *testing.T) {
@@ -48,7 +48,7 @@ func TestConsumer_revokeDuringReofferKeepsFlowing(t *testing.T) {
 	var slow atomic.Bool
 	slow.Store(true)
 	first := newSink("r")
-	first.fn = func(ctx context.Context, m fanout.Message) error {
+	first.Fn = func(ctx context.Context, m fanout.Message) error {
 		if slow.Load() {
 			time.Sleep(2 * time.Millisecond) // drains a little at a time: re-offers are refused again and again
 		}
@@ -58,7 +58,7 @@ func TestConsumer_revokeDuringReofferKeepsFlowing(t *testing.T) {
 	cfg.RevokeTimeout = 100 * time.Millisecond
 	m1 := start(t, cfg, fanout.ReceiverConfig{Topic: "reoffer", MaxInflight: 40,
 		Routes: []fanout.RouteConfig{{Route: first, Workers: 1, Buffer: 8}}})
-	wait(t, guard, "member 1 consuming", func() bool { return first.distinct("reoffer") > 50 })
+	wait(t, guard, "member 1 consuming", func() bool { return first.Distinct("reoffer") > 50 })
 	seconds := []*sink{}
 	for range 3 {
 		second := newSink("r")
@@ -76,11 +76,9 @@ func TestConsumer_revokeDuringReofferKeepsFlowing(t *testing.T) {
 	waitCommittedAtEnd(t, addrs, "reoffer-g", "reoffer")
 	union := map[string]bool{}
 	for _, s := range append(seconds, first) {
-		s.mu.Lock()
-		for k := range s.seen {
+		for k := range s.Seen() {
 			union[k] = true
 		}
-		s.mu.Unlock()
 	}
 	if len(union) != 4200 {
 		t.Fatalf("delivered %d distinct records of 4200", len(union))
@@ -102,7 +100,7 @@ func TestConsumer_revokeCommitsAfterItsWaitExpired(t *testing.T) {
 	var once sync.Once
 	defer once.Do(func() { close(release) })
 	first := newSink("r")
-	first.fn = func(ctx context.Context, m fanout.Message) error {
+	first.Fn = func(ctx context.Context, m fanout.Message) error {
 		if m.Offset == 5 {
 			<-release // ignores ctx
 		}
@@ -112,7 +110,7 @@ func TestConsumer_revokeCommitsAfterItsWaitExpired(t *testing.T) {
 	cfg.CommitInterval = time.Hour // only the revoke commits
 	cfg.RevokeTimeout = 300 * time.Millisecond
 	start(t, cfg, fanout.ReceiverConfig{Topic: "budget", Routes: []fanout.RouteConfig{{Route: first, Workers: 2, Buffer: 16, Ordering: fanout.OrderPartition}}})
-	wait(t, guard, "0-4 of both partitions delivered", func() bool { return first.distinct("budget") == 10 })
+	wait(t, guard, "0-4 of both partitions delivered", func() bool { return first.Distinct("budget") == 10 })
 	// The new owner delivers nothing, so whatever the group holds for the
 	// moved partition was committed by the revoke.
 	stalled, unstall := stalledSink("r")

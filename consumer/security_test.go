@@ -63,7 +63,7 @@ func runOnce(t *testing.T, cfg Config, topic string) (*sink, error) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	deadline := time.After(guard)
-	for s.distinct(topic) < 10 {
+	for s.Distinct(topic) < 10 {
 		select {
 		case err := <-done:
 			cancel()
@@ -172,12 +172,11 @@ func TestConsumer_startOffsetLatest(t *testing.T) {
 	// something arrives.
 	wait(t, guard, "new records delivered", func() bool {
 		produceTo(t, addrs, "fresh", 0, 1)
-		return s.distinct("fresh") > 0
+		return s.Distinct("fresh") > 0
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	seen := s.Seen()
 	for off := range 5 {
-		if s.seen["fresh/0/"+string(rune('0'+off))] > 0 {
+		if seen["fresh/0/"+string(rune('0'+off))] > 0 {
 			t.Fatalf("record %d from before the group was delivered with start offset latest", off)
 		}
 	}

@@ -51,7 +51,7 @@ func TestConsumer_drainFitsItsBudget(t *testing.T) {
 	defer once.Do(func() { close(release) })
 	var stopping atomic.Bool
 	s := newSink("r")
-	s.fn = func(ctx context.Context, m fanout.Message) error {
+	s.Fn = func(ctx context.Context, m fanout.Message) error {
 		if m.Partition == 0 && m.Offset == 2 {
 			<-release // ignores ctx for ever
 		}
@@ -77,7 +77,7 @@ func TestConsumer_drainFitsItsBudget(t *testing.T) {
 		return s.Deliver(ctx, m)
 	}}
 	run := start(t, cfg, fanout.ReceiverConfig{Topic: "drain", Routes: []fanout.RouteConfig{{Route: gated, Workers: 2, Buffer: 512}}})
-	wait(t, guard, "stuck and waiting", func() bool { return s.distinct("drain") >= 22 })
+	wait(t, guard, "stuck and waiting", func() bool { return s.Distinct("drain") >= 22 })
 	stopping.Store(true)
 	begin := time.Now()
 	close(gate)

@@ -73,7 +73,7 @@ func TestConsumer_lateAckAfterRevokeNeverCommits(t *testing.T) {
 	var releaseOnce sync.Once
 	defer releaseOnce.Do(func() { close(release) })
 	first := newSink("r")
-	first.fn = func(ctx context.Context, m fanout.Message) error {
+	first.Fn = func(ctx context.Context, m fanout.Message) error {
 		if m.Offset == 5 {
 			<-release // ignores ctx: a stuck destination
 		}
@@ -85,7 +85,7 @@ func TestConsumer_lateAckAfterRevokeNeverCommits(t *testing.T) {
 	cfg1.ShutdownTimeout = time.Second
 	cfg1.Observer = log1
 	m1 := start(t, cfg1, fanout.ReceiverConfig{Topic: "late", Routes: []fanout.RouteConfig{{Route: first, Workers: 4, Ordering: fanout.OrderNone}}})
-	wait(t, guard, "member 1 delivered all but the stuck records", func() bool { return first.distinct("late") == 18 })
+	wait(t, guard, "member 1 delivered all but the stuck records", func() bool { return first.Distinct("late") == 18 })
 	wait(t, guard, "member 1 committed up to the stuck records", func() bool {
 		return committedOffset(t, addrs, "late-g", "late", 0) == 5 && committedOffset(t, addrs, "late-g", "late", 1) == 5
 	})
@@ -160,15 +160,11 @@ func TestConsumer_pauseIsLiftedWhenPartitionsMove(t *testing.T) {
 	produceTo(t, addrs, "moving", 0, 100)
 	produceTo(t, addrs, "moving", 1, 100)
 	wait(t, guard, "every record delivered", func() bool {
-		first.mu.Lock()
-		second.mu.Lock()
-		defer first.mu.Unlock()
-		defer second.mu.Unlock()
 		union := map[string]bool{}
-		for k := range first.seen {
+		for k := range first.Seen() {
 			union[k] = true
 		}
-		for k := range second.seen {
+		for k := range second.Seen() {
 			union[k] = true
 		}
 		return len(union) == 800
