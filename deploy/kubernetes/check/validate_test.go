@@ -2,12 +2,21 @@ package check
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -31,6 +40,50 @@ func buildWorker(dir string) error {
 // Standard Webhooks form (whsec_ and base64), so it also passes as a
 // signing secret.
 const dummySecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+// dummySecretFile is what the test puts in a mounted Secret file: a PEM
+// certificate or key where the name says it is one (the worker reads TLS
+// files as it would at run time), else dummySecret.
+func dummySecretFile(t *testing.T, name string) string {
+	t.Helper()
+	pemPair.once.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			pemPair.err = err
+			return
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fanout-check"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			pemPair.err = err
+			return
+		}
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			pemPair.err = err
+			return
+		}
+		pemPair.cert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		pemPair.key = string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
+	})
+	if pemPair.err != nil {
+		t.Fatal(pemPair.err)
+	}
+	switch {
+	case strings.HasSuffix(name, ".key"):
+		return pemPair.key
+	case strings.HasSuffix(name, ".crt"), strings.HasSuffix(name, ".pem"):
+		return pemPair.cert
+	}
+	return dummySecret
+}
+
+var pemPair struct {
+	once      sync.Once
+	cert, key string
+	err       error
+}
 
 // checkValidate runs `fanout validate` as the pod would, and wants it to
 // pass without a warning: the container's
@@ -72,7 +125,7 @@ func checkValidate(t *testing.T, o *objects, p *pod) {
 				t.Fatalf("volume %s: Secret %s without items: which files it holds is unknown here", v.Name, v.Secret.SecretName)
 			}
 			for _, it := range v.Secret.Items {
-				files[it.Path] = dummySecret
+				files[it.Path] = dummySecretFile(t, it.Path)
 			}
 		default:
 			t.Fatalf("volume %s: kind not laid out by this test", v.Name)
