@@ -39,7 +39,7 @@ type chart struct {
 
 var charts = []chart{
 	{
-		file:  "bench-throughput.png",
+		file:  "throughput.png",
 		title: "Throughput and CPU: this worker, a consumer group per route, the plain franz-go program",
 		metrics: []metric{
 			{"records/s (higher is better)", func(s summary) (float64, bool) { return s.recordsPerSec, true }, fmtSI},
@@ -47,7 +47,7 @@ var charts = []chart{
 		},
 	},
 	{
-		file:  "bench-cost.png",
+		file:  "cost.png",
 		title: "Broker reads, latency and memory",
 		metrics: []metric{
 			{"bytes read from the broker per record (lower is better)", func(s summary) (float64, bool) { return s.readPerRecord, true }, fmtSI},
@@ -223,6 +223,15 @@ func panel(sums []summary, transport string, m metric) (*plot.Plot, error) {
 	return p, nil
 }
 
+// chartFile is ch's file name: bench-<name> for kfake, bench-broker-<name>
+// for a real broker, so that both runs' charts can stand side by side.
+func chartFile(real bool, ch chart) string {
+	if real {
+		return "bench-broker-" + ch.file
+	}
+	return "bench-" + ch.file
+}
+
 // writeCharts draws rep's figures into dir and returns their paths
 // relative to mdDir (where the markdown that shows them lives).
 func writeCharts(rep *compareReport, dir, mdDir string) ([]string, error) {
@@ -241,7 +250,7 @@ func writeCharts(rep *compareReport, dir, mdDir string) ([]string, error) {
 	}
 	var out []string
 	for _, ch := range charts {
-		path := filepath.Join(dir, ch.file)
+		path := filepath.Join(dir, chartFile(rep.realBroker(), ch))
 		if err := drawChart(rep.sums, transports, ch, caption, path); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

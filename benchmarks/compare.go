@@ -212,6 +212,17 @@ func summarize(ms []measurement) summary {
 	return s
 }
 
+// realBroker tells a run against -brokers from one on kfake.
+func (rep *compareReport) realBroker() bool { return len(rep.cfg.brokers) > 0 }
+
+// section is the heading of rep's section of docs/benchmarks.md.
+func (rep *compareReport) section() string {
+	if rep.realBroker() {
+		return sectionBroker
+	}
+	return sectionCompare
+}
+
 // ratio is one of issue 11's targets, measured side by side.
 type ratio struct {
 	what     string

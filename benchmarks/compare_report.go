@@ -95,8 +95,8 @@ keep up delivers fewer than offered. Each row is the median of %d round(s).
 	b.WriteString("\n")
 	b.WriteString(renderCompareTable(rep))
 	b.WriteString("\n")
-	for _, c := range rep.charts {
-		fmt.Fprintf(&b, "![%s](%s)\n\n", c, c)
+	for i, c := range rep.charts {
+		fmt.Fprintf(&b, "![%s](%s)\n\n", charts[i].title, c)
 	}
 	fmt.Fprintf(&b, "Reproduce (from the repository root; the backlog took %.1f s to write):\n\n```sh\n%s\n```\n\n",
 		rep.backlogTook.Seconds(), rep.command)

@@ -217,7 +217,7 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, renderRatios(rep))
 		fmt.Fprintln(stdout, renderCompareTable(rep))
-		fresh[sectionCompare] = renderCompare(rep)
+		fresh[rep.section()] = renderCompare(rep)
 	}
 	if slices.Contains(o.sections, secDesigns) {
 		rep, err := run(o.designs, stderr)

@@ -32,7 +32,7 @@ func TestHarness_shortRunRendersTable(t *testing.T) {
 	if err := os.WriteFile(out, []byte("# Benchmarks\n\n"+sectionDesigns+"\n\nstale table\n\n"+consumer), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-duration", "300ms", "-count", "1", "-rate", "1000", "-designs", "1,5", "-workloads", "normal", "-out", out}
+	args := []string{"-sections", "designs", "-duration", "300ms", "-count", "1", "-rate", "1000", "-designs", "1,5", "-workloads", "normal", "-out", out}
 	if err := realMain(args, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +45,7 @@ func TestHarness_shortRunRendersTable(t *testing.T) {
 		"# Benchmarks\n", sectionDesigns + "\n", "| design | workload | ingested/s |",
 		"go run ./benchmarks " + strings.Join(args, " "), "Machine: nproc ",
 		sectionDispatch + "\n", placeholders[sectionDispatch], consumer,
+		sectionCompare + "\n\n" + placeholders[sectionCompare],
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("output lacks %q:\n%s", want, md)
@@ -80,6 +81,17 @@ func TestRealMain_rejectsBadFlags(t *testing.T) {
 		{"-workloads", "burst"},
 		{"-duration", "0s"},
 		{"extra"},
+		{"-sections", "all"},
+		{"-routes", "0"},
+		{"-routes", "1,x"},
+		{"-contenders", "worker,mine"},
+		{"-transports", "grpc"},
+		{"-transports", "discard", "-contenders", "groups"},
+		{"-value-bytes", "7"},
+		{"-records", "0"},
+		{"-ordering", "random"},
+		{"-latency-rate", "0"},
+		{"-compare-child", "{not json"},
 	} {
 		if err := realMain(append(args, "-out", ""), io.Discard, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)

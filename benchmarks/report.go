@@ -13,6 +13,7 @@ import (
 const (
 	title           = "# Benchmarks"
 	sectionCompare  = "## This worker against the alternatives"
+	sectionBroker   = "## This worker against the alternatives, on a real broker"
 	sectionDesigns  = "## Engine vs the four naive designs"
 	sectionDispatch = "## Dispatch cost"
 	sectionConsumer = "## Consumer throughput vs bare franz-go"
@@ -22,6 +23,7 @@ const (
 // benchmarks'.
 var placeholders = map[string]string{
 	sectionCompare:  "(run `go run ./benchmarks -sections compare`)\n",
+	sectionBroker:   "(run `scripts/kafka-local.sh start`, then `go run ./benchmarks -sections compare -brokers 127.0.0.1:9092`)\n",
 	sectionDesigns:  "(run `go run ./benchmarks -sections designs`)\n",
 	sectionDispatch: "(run `go test -run '^$' -bench Dispatch -benchmem ./fanout/` and paste the output here)\n",
 	sectionConsumer: "(filled by the consumer benchmark)\n",
@@ -29,7 +31,7 @@ var placeholders = map[string]string{
 
 // ownSections are the sections this program writes, in file order; they
 // come first.
-var ownSections = []string{sectionCompare, sectionDesigns}
+var ownSections = []string{sectionCompare, sectionBroker, sectionDesigns}
 
 // render is the whole markdown file: this program's sections (fresh ones
 // from fresh, the others as old had them), then every other section of
