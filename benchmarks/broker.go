@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,11 +64,15 @@ func openBroker(addrs []string) (*broker, error) {
 	return b, nil
 }
 
-func (b *broker) kind() string {
+// kind says which broker this is; label names a real one.
+func (b *broker) kind(label string) string {
 	if b.fake != nil {
 		return "kfake (in the harness's process)"
 	}
-	return fmt.Sprintf("brokers %v", b.addrs)
+	if label != "" {
+		return fmt.Sprintf("%s at %s", label, strings.Join(b.addrs, ","))
+	}
+	return "brokers " + strings.Join(b.addrs, ",")
 }
 
 func (b *broker) close() {

@@ -27,7 +27,8 @@ import (
 type metric struct {
 	title  string
 	value  func(s summary) (float64, bool) // false: not measured for s
-	format func(v float64) string
+	format func(v float64) string          // of the bars' labels
+	si     bool                            // label the axis 200k, 1.5M
 }
 
 // chart is one figure.
@@ -42,19 +43,19 @@ var charts = []chart{
 		file:  "throughput.png",
 		title: "Throughput and CPU: this worker, a consumer group per route, the plain franz-go program",
 		metrics: []metric{
-			{"records/s (higher is better)", func(s summary) (float64, bool) { return s.recordsPerSec, true }, fmtSI},
-			{"CPU seconds per million deliveries (lower is better)", func(s summary) (float64, bool) { return s.cpuPerMill, true }, fmtSmall},
+			{"records/s (higher is better)", func(s summary) (float64, bool) { return s.recordsPerSec, true }, fmtSI, true},
+			{"CPU seconds per million deliveries (lower is better)", func(s summary) (float64, bool) { return s.cpuPerMill, true }, fmtSmall, false},
 		},
 	},
 	{
 		file:  "cost.png",
 		title: "Broker reads, latency and memory",
 		metrics: []metric{
-			{"bytes read from the broker per record (lower is better)", func(s summary) (float64, bool) { return s.readPerRecord, true }, fmtSI},
+			{"bytes read from the broker per record (lower is better)", func(s summary) (float64, bool) { return s.readPerRecord, true }, fmtSI, true},
 			{"p99 delivery latency, ms (lower is better)", func(s summary) (float64, bool) {
 				return float64(s.p99) / 1e6, s.hasLatency && s.latDelivered > 0
-			}, fmtSmall},
-			{"peak RSS, MiB (lower is better)", func(s summary) (float64, bool) { return mib(uint64(s.peakRSS)), true }, fmtSmall},
+			}, fmtSmall, false},
+			{"peak RSS, MiB (lower is better)", func(s summary) (float64, bool) { return mib(uint64(s.peakRSS)), true }, fmtSmall, false},
 		},
 	},
 }
@@ -135,7 +136,9 @@ func panel(sums []summary, transport string, m metric) (*plot.Plot, error) {
 	p.Y.Label.TextStyle.Font.Size = vg.Points(8)
 	p.Y.Min = 0
 	p.Y.Tick.Label.Font.Size = vg.Points(7)
-	p.Y.Tick.Marker = ticks{m.format}
+	if m.si {
+		p.Y.Tick.Marker = ticks{fmtSI}
+	}
 	p.X.Tick.Label.Font.Size = vg.Points(8)
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(7)

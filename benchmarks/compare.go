@@ -90,6 +90,7 @@ func (c contender) perRecord() int { return max(c.Routes, 1) }
 // compareConfig is one invocation of the comparison.
 type compareConfig struct {
 	brokers         []string // empty: kfake
+	brokerLabel     string   // what the brokers are, for the report
 	records         int      // the backlog every throughput run reads
 	valueBytes      int
 	partitions      int

@@ -42,7 +42,7 @@ func runCompare(cfg compareConfig, log io.Writer) (rep *compareReport, err error
 		return nil, err
 	}
 	defer b.close()
-	rep.broker = b.kind()
+	rep.broker = b.kind(cfg.brokerLabel)
 	sink, err := startHTTPSink()
 	if err != nil {
 		return nil, err

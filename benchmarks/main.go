@@ -70,6 +70,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 
 	// compare
 	fs.StringVar(&brokerList, "brokers", "", "compare: seed brokers of a real Kafka, comma-separated; empty: kfake in this process")
+	fs.StringVar(&cc.brokerLabel, "broker-label", "", "compare: what -brokers is, for the report (e.g. \"Apache Kafka 4.4.0\")")
 	fs.IntVar(&cc.records, "records", 2_000_000, "compare: records in the backlog every throughput run reads")
 	fs.IntVar(&cc.valueBytes, "value-bytes", 100, "compare: bytes per record value (at least 8)")
 	fs.IntVar(&cc.partitions, "partitions", 8, "compare: partitions of every topic")
