@@ -248,8 +248,8 @@ func writeCharts(rep *compareReport, dir, mdDir string) ([]string, error) {
 	caption := []string{
 		"Machine: " + machine(rep.started) + ". Broker: " + rep.broker + ".",
 		"Command: " + rep.command,
-		fmt.Sprintf("Backlog %d records of %d bytes, %d partitions; latency at %.0f records/s; each contender in its own process. See docs/benchmarks.md.",
-			rep.cfg.records, rep.cfg.valueBytes, rep.cfg.partitions, rep.cfg.latencyRate),
+		fmt.Sprintf("Backlog %d records of %d bytes, %d partitions; latency at %.0f records/s; each contender in its own process; load average %s before, %s after. See docs/benchmarks.md.",
+			rep.cfg.records, rep.cfg.valueBytes, rep.cfg.partitions, rep.cfg.latencyRate, rep.loadBefore, rep.loadAfter),
 	}
 	var out []string
 	for _, ch := range charts {

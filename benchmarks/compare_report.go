@@ -61,16 +61,18 @@ func renderCompare(rep *compareReport) string {
 	}
 	fmt.Fprintf(&b, `What a user deciding gets: this worker against what they would run instead,
 in one run, on the same records, against the same broker: %s. Each contender
-runs in a child process of its own; the broker (when kfake) and the HTTP sink
-run in the harness's process, on the same cores.
+runs in a child process of its own, so its CPU and memory are its own; the harness, the HTTP
+sink and (with kfake) the broker run in the parent process, on the same cores.
 
-- **fanout worker**: `+"`app.Worker`"+`, exactly what `+"`fanout run`"+` runs, one receiver with N routes
+- **fanout worker**: `+"`app.Worker`"+`, exactly what `+"`fanout run`"+` runs: one receiver with N routes
   at the configuration's defaults (4 workers, buffer 1024, max_inflight 10000, ordering %s),
-  except that each http route has %d workers.
+  except that each http route has %d workers. Its http routes send what DESIGN.md specifies
+  (the X-Fanout-* headers, Idempotency-Key).
 - **group per route**: N independent franz-go programs, each in its own consumer group reading
-  the topic, producing each record asynchronously to its route's topic (franz-go's defaults:
-  idempotent, acks=all) or posting it from %d net/http posters, and committing a poll's
-  offsets once all of it is delivered.
+  the topic, producing each record asynchronously to its route's topic (franz-go's producer
+  defaults: idempotent, acks=all, 10 ms linger) or POSTing its value with only a Content-Type
+  from %d net/http posters, and committing a poll's offsets once all of it is delivered (polls
+  overlap; a committer marks them in order).
 - **franz-go pipeline**, **franz-go + posters**: one such program feeding all N routes (%d
   posters per route): the limit of a program that delivers and commits.
 - **bare franz-go consumer**: polls, counts, commits; against the worker with 3 discard routes,
@@ -79,13 +81,15 @@ run in the harness's process, on the same cores.
 Records: a backlog of %d records, %d-byte values (random printable bytes), %d keys, %d
 partitions. **Throughput**: each contender reads the backlog from the start; its window runs from
 its first delivery until every record reached every route or %s passed. *records/s* is deliveries
-÷ routes per second; *CPU s per M deliveries* the child's user + system time in the window
-(getrusage) per million deliveries; *broker bytes read per record* the record-batch bytes its
-Kafka clients fetched in the window (franz-go's HookFetchBatchRead) per record; *peak RSS* the
-child's ru_maxrss. **Latency**: a second run on a fresh topic offers %.0f records/s for %s, each
-stamped when the harness hands it to its producer, and measures its arrival at the destination
-(the HTTP sink, or a consumer of the destination topics in the harness); a contender that cannot
-keep up delivers fewer than offered. Each row is the median of %d round(s).
+÷ routes per second (for the bare consumer, records polled); *CPU s per M deliveries* is the
+child's user + system time in the window (getrusage) per million deliveries; *broker bytes read
+per record* is, summed over the contender's consumers, each one's record-batch bytes fetched per
+record fetched (franz-go's HookFetchBatchRead): what the broker sends per record of the topic;
+*peak RSS* is the child's VmHWM. **Latency**: a second run on a fresh topic offers %.0f records/s
+for %s, each stamped when the harness hands it to its producer, and measures its arrival at the
+destination (the HTTP sink, or a consumer of the destination topics in the harness); a contender
+that cannot keep up delivers fewer than offered in the time allowed. Each row is the median of %d
+round(s); other work on the machine shows in the load average below.
 
 `, rep.broker, ordering, cfg.httpWorkers, cfg.httpWorkers, cfg.httpWorkers,
 		cfg.records, cfg.valueBytes, cfg.keys, cfg.partitions, cfg.duration,
