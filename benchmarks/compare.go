@@ -104,6 +104,7 @@ type compareConfig struct {
 	httpWorkers     int
 	ordering        string
 	count           int
+	ratioRounds     int           // side-by-side pairs behind each target ratio
 	joinTimeout     time.Duration // until a contender's first delivery
 }
 
@@ -224,21 +225,23 @@ func (rep *compareReport) section() string {
 	return sectionCompare
 }
 
-// ratio is one of issue 11's targets, measured side by side.
+// ratio is one of issue 11's targets, measured side by side: each
+// sample is one pair of throughput runs of num and den, back to back.
 type ratio struct {
 	what     string
 	num, den contender
 	target   float64
-	value    float64 // 0: not measured in this run
-	numRate  float64
-	denRate  float64
+	samples  []float64 // num/den records/s, one per pair
+	// Medians over the pairs; value 0: not measured in this run.
+	value, lo, hi    float64
+	numRate, denRate float64
 }
 
 func (r ratio) met() bool { return r.value >= r.target }
 
-// targetRatios are the three ratios the issue sets, from sums.
-func targetRatios(sums []summary) []ratio {
-	rs := []ratio{
+// ratioDefs are the three ratios the issue sets.
+func ratioDefs() []ratio {
+	return []ratio{
 		{what: "kafka route / franz-go pipeline, 1 route", target: 0.9,
 			num: contender{kindWorker, transportKafka, 1}, den: contender{kindPlain, transportKafka, 1}},
 		{what: "3 discard routes / bare franz-go consumer", target: 0.6,
@@ -246,20 +249,29 @@ func targetRatios(sums []summary) []ratio {
 		{what: "http route / net/http posters of the same concurrency, 1 route", target: 0.95,
 			num: contender{kindWorker, transportHTTP, 1}, den: contender{kindPlain, transportHTTP, 1}},
 	}
-	find := func(c contender) *summary {
-		for i := range sums {
-			if sums[i].c == c {
-				return &sums[i]
-			}
-		}
-		return nil
-	}
+}
+
+// computeRatios pairs the k-th throughput run of each ratio's numerator
+// with the k-th of its denominator.
+func computeRatios(runs map[contender][]measurement) []ratio {
+	rs := ratioDefs()
 	for i := range rs {
-		n, d := find(rs[i].num), find(rs[i].den)
-		if n != nil && d != nil && d.recordsPerSec > 0 {
-			rs[i].numRate, rs[i].denRate = n.recordsPerSec, d.recordsPerSec
-			rs[i].value = n.recordsPerSec / d.recordsPerSec
+		r := &rs[i]
+		nums, dens := runs[r.num], runs[r.den]
+		var nr, dr []float64
+		for k := range min(len(nums), len(dens)) {
+			n, d := nums[k].recordsPerSec(), dens[k].recordsPerSec()
+			if d <= 0 {
+				continue
+			}
+			r.samples = append(r.samples, n/d)
+			nr, dr = append(nr, n), append(dr, d)
 		}
+		if len(r.samples) == 0 {
+			continue
+		}
+		r.value, r.numRate, r.denRate = median(r.samples), median(nr), median(dr)
+		r.lo, r.hi = slices.Min(r.samples), slices.Max(r.samples)
 	}
 	return rs
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type compareReport struct {
 	started               time.Time
 	backlogTook           time.Duration
 	sums                  []summary
+	ratios                []ratio
 	loadBefore, loadAfter string
 	command               string
 	charts                []string // files written, relative to the markdown file
@@ -84,9 +86,34 @@ func runCompare(cfg compareConfig, log io.Writer) (rep *compareReport, err error
 				mib(uint64(m.peakRSS)), lat)
 		}
 	}
-	for _, ms := range runs {
+	pairs := map[contender][]measurement{}
+	for i, ms := range runs {
 		rep.sums = append(rep.sums, summarize(ms))
+		pairs[cs[i]] = slices.Clone(ms)
 	}
+	// More pairs behind the target ratios, throughput runs only, back to
+	// back and in alternating order, so that the machine's drift and
+	// other work on it hit both sides alike.
+	for round := cfg.count + 1; round <= cfg.ratioRounds; round++ {
+		for _, r := range ratioDefs() {
+			if len(pairs[r.num]) == 0 || len(pairs[r.den]) == 0 {
+				continue
+			}
+			order := []contender{r.num, r.den}
+			if round%2 == 0 {
+				order = []contender{r.den, r.num}
+			}
+			for _, ct := range order {
+				m := measurement{c: ct}
+				if err := c.throughput(&m); err != nil {
+					return nil, fmt.Errorf("%s: ratio round %d: %w", ct, round, err)
+				}
+				pairs[ct] = append(pairs[ct], m)
+				fmt.Fprintf(log, "ratio round %d %-42s %9.0f rec/s in %s\n", round, ct, m.recordsPerSec(), m.window.Round(time.Millisecond))
+			}
+		}
+	}
+	rep.ratios = computeRatios(pairs)
 	rep.loadAfter = loadavg()
 	return rep, nil
 }

@@ -97,30 +97,45 @@ func TestSummarize_mediansAndPeaks(t *testing.T) {
 	}
 }
 
-func TestTargetRatios(t *testing.T) {
-	sums := []summary{
-		{c: contender{kindWorker, transportKafka, 1}, recordsPerSec: 450},
-		{c: contender{kindPlain, transportKafka, 1}, recordsPerSec: 500},
-		{c: contender{kindWorker, transportDiscard, 3}, recordsPerSec: 100},
-		{c: contender{kindPlain, transportDiscard, 0}, recordsPerSec: 400},
-		{c: contender{kindWorker, transportHTTP, 3}, recordsPerSec: 100}, // not the 1-route row
-		{c: contender{kindPlain, transportHTTP, 1}, recordsPerSec: 100},
+func TestComputeRatios_pairsRunsInOrder(t *testing.T) {
+	run := func(c contender, perSec ...float64) []measurement {
+		var ms []measurement
+		for _, v := range perSec {
+			ms = append(ms, measurement{c: c, deliveries: int64(v) * int64(c.perRecord()), window: time.Second})
+		}
+		return ms
 	}
-	rs := targetRatios(sums)
+	wk, pk := contender{kindWorker, transportKafka, 1}, contender{kindPlain, transportKafka, 1}
+	wd, bd := contender{kindWorker, transportDiscard, 3}, contender{kindPlain, transportDiscard, 0}
+	runs := map[contender][]measurement{
+		wk: run(wk, 450, 100, 900),
+		pk: run(pk, 500, 1000, 1000, 7), // the fourth has no partner
+		wd: run(wd, 100),
+		bd: run(bd, 400),
+		// http: the worker's 1-route runs are missing
+		{kindWorker, transportHTTP, 3}: run(contender{kindWorker, transportHTTP, 3}, 100),
+		{kindPlain, transportHTTP, 1}:  run(contender{kindPlain, transportHTTP, 1}, 100),
+	}
+	rs := computeRatios(runs)
 	if len(rs) != 3 {
 		t.Fatalf("%d ratios", len(rs))
 	}
-	if rs[0].value != 0.9 || !rs[0].met() || rs[0].target != 0.9 {
-		t.Errorf("kafka: %+v", rs[0])
+	// Pairs 450/500, 100/1000, 900/1000: 0.9, 0.1, 0.9.
+	if k := rs[0]; len(k.samples) != 3 || k.value != 0.9 || k.lo != 0.1 || k.hi != 0.9 || !k.met() || k.numRate != 450 || k.denRate != 1000 {
+		t.Errorf("kafka: %+v", k)
 	}
-	if rs[1].value != 0.25 || rs[1].met() {
-		t.Errorf("discard: %+v", rs[1])
+	if d := rs[1]; d.value != 0.25 || d.met() || d.numRate != 100 {
+		t.Errorf("discard (the worker's records/s are deliveries over 3 routes): %+v", d)
 	}
-	if rs[2].value != 0 || rs[2].met() {
-		t.Errorf("http, worker's 1-route row missing: %+v", rs[2])
+	if h := rs[2]; h.value != 0 || h.met() || len(h.samples) != 0 {
+		t.Errorf("http, worker's 1-route runs missing: %+v", h)
 	}
-	md := renderRatios(&compareReport{sums: sums})
-	for _, want := range []string{"| **0.90** (450 / 500) | ≥ 0.90 | **met** |", "| **0.25** (100 / 400) | ≥ 0.60 | **not met** |", "| not measured | ≥ 0.95 |"} {
+	md := renderRatios(&compareReport{ratios: rs})
+	for _, want := range []string{
+		"| **0.90** | 3, 0.10–0.90 | 450 / 1000 | ≥ 0.90 | **met** |",
+		"| **0.25** | 1, 0.25–0.25 | 100 / 400 | ≥ 0.60 | **not met** |",
+		"| not measured | | | ≥ 0.95 |",
+	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("ratios lack %q:\n%s", want, md)
 		}
@@ -214,7 +229,7 @@ func TestCompare_shortRunOnKfake(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "benchmarks.md")
 	args := []string{"-sections", "compare", "-records", "200000", "-run-time", "300ms", "-latency-time", "300ms", "-latency-rate", "200",
-		"-routes", "1", "-contenders", "worker,plain", "-transports", "kafka,discard", "-partitions", "4", "-out", out, "-charts", dir}
+		"-routes", "1", "-contenders", "worker,plain", "-ratio-rounds", "2", "-transports", "kafka,discard", "-partitions", "4", "-out", out, "-charts", dir}
 	var stdout strings.Builder
 	if err := realMain(args, &stdout, io.Discard); err != nil {
 		t.Fatal(err)
@@ -227,7 +242,7 @@ func TestCompare_shortRunOnKfake(t *testing.T) {
 	for _, want := range []string{
 		sectionCompare + "\n", "go run ./benchmarks " + strings.Join(args, " "), "Machine: nproc ",
 		"| kafka route / franz-go pipeline, 1 route | **", "| 3 discard routes / bare franz-go consumer | **",
-		"| http route / net/http posters of the same concurrency, 1 route | not measured |",
+		"| http route / net/http posters of the same concurrency, 1 route | not measured |", "| 2, ",
 		"](bench-throughput.png)\n", sectionDesigns + "\n\n" + placeholders[sectionDesigns],
 		sectionBroker + "\n\n" + placeholders[sectionBroker],
 	} {
@@ -262,7 +277,7 @@ func TestCompare_shortRunOnKfake(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if !strings.Contains(stdout.String(), "| ratio (records/s, same run) |") {
+	if !strings.Contains(stdout.String(), "| ratio of records/s, side by side |") {
 		t.Errorf("stdout lacks the ratios:\n%s", stdout.String())
 	}
 }

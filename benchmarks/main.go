@@ -84,6 +84,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&cc.httpWorkers, "http-workers", 64, "compare: workers of each http route, and posters of the plain programs per route")
 	fs.StringVar(&cc.ordering, "ordering", "", "compare: ordering of the worker's routes (key, partition, none); empty: the configuration's default")
 	fs.IntVar(&cc.count, "compare-count", 1, "compare: rounds; each row is the median of this many runs")
+	fs.IntVar(&cc.ratioRounds, "ratio-rounds", 5, "compare: side-by-side pairs of throughput runs behind each of issue 11's ratios (the rounds' pairs included)")
 	fs.DurationVar(&cc.joinTimeout, "join-timeout", time.Minute, "compare: how long a contender may take to its first delivery")
 
 	// designs
@@ -161,8 +162,8 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-records must be positive")
 	case cc.valueBytes < 8:
 		return o, fmt.Errorf("-value-bytes must be at least 8 (the first 8 carry the produce time)")
-	case cc.partitions < 1 || cc.keys < 1 || cc.httpWorkers < 1 || cc.count < 1:
-		return o, fmt.Errorf("-partitions, -keys, -http-workers and -compare-count must be positive")
+	case cc.partitions < 1 || cc.keys < 1 || cc.httpWorkers < 1 || cc.count < 1 || cc.ratioRounds < 1:
+		return o, fmt.Errorf("-partitions, -keys, -http-workers, -compare-count and -ratio-rounds must be positive")
 	case cc.duration <= 0 || cc.latencyDuration <= 0 || cc.latencyRate <= 0 || cc.joinTimeout <= 0:
 		return o, fmt.Errorf("-run-time, -latency-time, -latency-rate and -join-timeout must be positive")
 	case cc.ordering != "" && !slices.Contains([]string{"key", "partition", "none"}, cc.ordering):

@@ -91,6 +91,7 @@ func TestRealMain_rejectsBadFlags(t *testing.T) {
 		{"-records", "0"},
 		{"-ordering", "random"},
 		{"-latency-rate", "0"},
+		{"-ratio-rounds", "0"},
 		{"-compare-child", "{not json"},
 	} {
 		if err := realMain(append(args, "-out", ""), io.Discard, io.Discard); err == nil {
