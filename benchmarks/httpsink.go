@@ -32,7 +32,9 @@ func startHTTPSink() (*httpSink, error) {
 		return nil, err
 	}
 	s := &httpSink{ln: ln, done: make(chan error, 1)}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	// Kept-alive connections stay open between runs' bursts: closing an
+	// idle one races with a client reusing it.
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Minute}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }

@@ -301,13 +301,26 @@ func (s *poster) send(ctx context.Context, r *kgo.Record, done func(error)) {
 	}
 }
 
+// postAttempts bounds a poster's attempts at one record: a transport
+// error (a kept-alive connection the server closed as the request went
+// out) is tried again at once, as any program that must not lose the
+// record would; the worker's http route retries them too.
+const postAttempts = 5
+
 func (s *poster) post(r *kgo.Record) error {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.url, bytes.NewReader(r.Value))
-	if err != nil {
-		return err
+	var resp *http.Response
+	var err error
+	for range postAttempts {
+		var req *http.Request
+		req, err = http.NewRequestWithContext(s.ctx, http.MethodPost, s.url, bytes.NewReader(r.Value))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		if resp, err = s.client.Do(req); err == nil || s.ctx.Err() != nil {
+			break
+		}
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
 	}
