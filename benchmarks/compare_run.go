@@ -53,8 +53,11 @@ func runCompare(cfg compareConfig, log io.Writer) (rep *compareReport, err error
 	c := &comparer{cfg: cfg, b: b, sink: sink, rs: newRecords(cfg.valueBytes, cfg.keys), log: log,
 		prefix: fmt.Sprintf("fanout-bench-%d", time.Now().UnixNano())}
 	defer func() {
-		// On a real broker nothing of the run stays behind.
-		err = errors.Join(err, b.deleteTopics(c.source), b.deleteGroups(c.groups...))
+		// On a real broker nothing of the run stays behind. A failure
+		// here costs no result: it is only said.
+		if cerr := errors.Join(b.deleteTopics(c.source), b.deleteGroups(c.groups...)); cerr != nil {
+			fmt.Fprintf(log, "compare: cleaning up: %v\n", cerr)
+		}
 	}()
 	c.source = c.name("backlog")
 	if err := b.createTopics(cfg.partitions, c.source); err != nil {
@@ -157,6 +160,13 @@ func (c *comparer) spec(ct contender, source string, dests []string) childSpec {
 	return s
 }
 
+// cleanUp runs f and says, without failing the run, when it fails.
+func (c *comparer) cleanUp(f func() error) {
+	if err := f(); err != nil {
+		fmt.Fprintf(c.log, "compare: cleaning up: %v\n", err)
+	}
+}
+
 // lifetime bounds a child: its start, the run and its stop.
 func (c *comparer) lifetime() time.Duration {
 	return c.cfg.joinTimeout + c.cfg.duration + c.cfg.latencyDuration + 2*time.Minute
@@ -204,7 +214,7 @@ func (c *comparer) throughput(m *measurement) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, cleanup()) }()
+	defer c.cleanUp(cleanup)
 	p, err := startChildProc(c.spec(ct, c.source, dests), c.log, c.lifetime())
 	if err != nil {
 		return err
@@ -287,12 +297,12 @@ func (c *comparer) latency(m *measurement) (err error) {
 	if err := c.b.createTopics(c.cfg.partitions, source); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, c.b.deleteTopics(source)) }()
+	defer c.cleanUp(func() error { return c.b.deleteTopics(source) })
 	dests, cleanup, err := c.destinations(ct)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, cleanup()) }()
+	defer c.cleanUp(cleanup)
 	lat := &latencies{}
 	var count func() (int64, error)
 	if ct.Transport == transportHTTP {
