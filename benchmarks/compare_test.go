@@ -231,14 +231,7 @@ func TestCompare_shortRunOnKfake(t *testing.T) {
 	args := []string{"-sections", "compare", "-records", "200000", "-run-time", "300ms", "-latency-time", "300ms", "-latency-rate", "200",
 		"-routes", "1", "-contenders", "worker,plain", "-ratio-rounds", "2", "-transports", "kafka,discard", "-partitions", "4", "-out", out, "-charts", dir}
 	var stdout strings.Builder
-	if err := realMain(args, &stdout, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := string(b)
+	md := runToFile(t, args, out, &stdout)
 	for _, want := range []string{
 		sectionCompare + "\n", "go run ./benchmarks " + strings.Join(args, " "), "Machine: nproc ",
 		"| kafka route / franz-go pipeline, 1 route | **", "| 3 discard routes / bare franz-go consumer | **",

@@ -24,6 +24,20 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// runToFile runs the program with args and returns the markdown file out
+// that it wrote.
+func runToFile(t *testing.T, args []string, out string, stdout io.Writer) string {
+	t.Helper()
+	if err := realMain(args, stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // A very short run of design (1) and the engine must ingest, deliver,
 // render the table and keep the sections other benchmarks own.
 func TestHarness_shortRunRendersTable(t *testing.T) {
@@ -33,14 +47,7 @@ func TestHarness_shortRunRendersTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"-sections", "designs", "-duration", "300ms", "-count", "1", "-rate", "1000", "-designs", "1,5", "-workloads", "normal", "-out", out}
-	if err := realMain(args, io.Discard, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := string(b)
+	md := runToFile(t, args, out, io.Discard)
 	for _, want := range []string{
 		"# Benchmarks\n", sectionDesigns + "\n", "| design | workload | ingested/s |",
 		"go run ./benchmarks " + strings.Join(args, " "), "Machine: nproc ",
