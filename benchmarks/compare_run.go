@@ -277,8 +277,11 @@ func (c *comparer) throughput(m *measurement) (err error) {
 	}
 	m.deliveries, m.window = c1-c0, t1.Sub(t0)
 	m.cpu, m.fetchBytes, m.readPerRecord = m1.CPU-m0.CPU, m1.FetchBytes-m0.FetchBytes, m1.ReadPerRecord
-	if m.deliveries <= 0 {
-		return fmt.Errorf("no deliveries in the %s window: the backlog went through before the first measurement; raise -records", m.window)
+	switch {
+	case c0 >= target:
+		return fmt.Errorf("the backlog went through before the first measurement: raise -records")
+	case m.deliveries <= 0:
+		return fmt.Errorf("%d of %d deliveries, none in the %s window after the first", c1, target, m.window)
 	}
 	return nil
 }
