@@ -66,7 +66,7 @@ sink and (with kfake) the broker run in the parent process, on the same cores.
 
 - **fanout worker**: `+"`app.Worker`"+`, exactly what `+"`fanout run`"+` runs: one receiver with N routes
   at the configuration's defaults (4 workers, buffer 1024, max_inflight 10000, ordering %s),
-  except that each http route has %d workers. Its http routes send what DESIGN.md specifies
+  except that each http route has %d workers. Its http routes send what docs/contract.md specifies
   (the X-Fanout-* headers, Idempotency-Key).
 - **group per route**: N independent franz-go programs, each in its own consumer group reading
   the topic, producing each record asynchronously to its route's topic (franz-go's producer

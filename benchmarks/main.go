@@ -14,7 +14,7 @@
 // draws charts into docs/.
 //
 // designs: the engine against the four naive designs of the original
-// proposal (DESIGN.md "The problem"), in one in-process harness.
+// proposal (the design's "The problem"), in one in-process harness.
 //
 //	go run ./benchmarks [-sections compare,designs] [-brokers host:port] [-out docs/benchmarks.md]
 //
