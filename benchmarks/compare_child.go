@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,6 +167,11 @@ func runCompareChild(specJSON string, stdin io.Reader, stdout io.Writer) error {
 	defer cancel()
 	fb := &reads{}
 	enc := json.NewEncoder(stdout)
+	stopProfile, err := startChildProfile(spec.Contender)
+	if err != nil {
+		return enc.Encode(childMark{Err: err.Error()})
+	}
+	defer stopProfile()
 	r, err := startContender(ctx, spec, fb)
 	if err != nil {
 		return enc.Encode(childMark{Err: err.Error()})
@@ -201,6 +210,41 @@ func runCompareChild(specJSON string, stdin io.Reader, stdout io.Writer) error {
 	cancel()
 	<-r.done
 	return nil
+}
+
+// profileDirEnv names a directory for the children's CPU profiles: with
+// it set, each contender process writes <dir>/<contender>-<n>.pprof
+// covering its whole run, n counting its runs (the throughput runs come
+// first, then the latency run).
+const profileDirEnv = "BENCH_CPUPROFILE_DIR"
+
+// startChildProfile starts the CPU profile BENCH_CPUPROFILE_DIR asks for,
+// if any, and returns what stops it.
+func startChildProfile(c contender) (func(), error) {
+	dir := os.Getenv(profileDirEnv)
+	if dir == "" {
+		return func() {}, nil
+	}
+	name := strings.NewReplacer(" ", "-", "/", "-").Replace(c.String())
+	var f *os.File
+	var err error
+	for n := 1; ; n++ {
+		f, err = os.OpenFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, n)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", profileDirEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", profileDirEnv, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func startContender(ctx context.Context, spec childSpec, fb *reads) (*running, error) {
