@@ -89,7 +89,7 @@ func (rr *routeRunner) dispatch() {
 		}
 		var t taken
 		var ok bool
-		batch, t, ok = rr.q.takeBatch(batch[:0], int(min(free, dispatchBatch)))
+		batch, t, ok = rr.q.takeBatch(takeRoute, batch[:0], int(min(free, dispatchBatch)))
 		if !ok {
 			for rr.inflight.Load() > 0 {
 				<-rr.freed
@@ -108,6 +108,7 @@ func (rr *routeRunner) dispatch() {
 			rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-batch[i].enq)))
 			d := deliveries.Get().(*delivery)
 			d.rr, d.job, d.attempt, d.start = rr, batch[i], 1, now
+			d.slots, d.freed = &rr.inflight, rr.freed
 			batch[i] = job{}
 			d.issue()
 		}
@@ -130,6 +131,13 @@ type delivery struct {
 	// report, when set, is a CompletionFunc's function: the delivery is
 	// not the engine's.
 	report func(error)
+	// slots counts the in-flight deliveries this one is one of (its
+	// route's, or its spill runner's), freed wakes their dispatcher.
+	slots *atomic.Int64
+	freed chan struct{}
+	// spill, when set, sends the record to the route's spill topic instead
+	// of the route: the route detached.
+	spill *spillRunner
 	// cancel and timer end the current attempt at RouteConfig.Timeout;
 	// mu guards them, as the timer's goroutine may report the outcome.
 	mu     sync.Mutex
@@ -150,7 +158,14 @@ func (d *delivery) issue() {
 	m.Attempt = d.attempt
 	c := Completion{d: d, attempt: d.fired.Load() + 1}
 	ctx := p.ctx
-	if timeout := d.rr.cfg.Timeout; timeout > 0 {
+	if d.spill == nil && d.rr.spill != nil && d.rr.spill.spilling() {
+		// The route detached while this record waited or retried.
+		d.spill = d.rr.spill
+	}
+	target := d.rr.async
+	if d.spill != nil {
+		target = d.spill.cfg.Route
+	} else if timeout := d.rr.cfg.Timeout; timeout > 0 {
 		// The attempt's own deadline, enforced by the engine too: an
 		// attempt the route has not reported by then fails, and the
 		// route's late report finds the attempt gone.
@@ -161,7 +176,7 @@ func (d *delivery) issue() {
 		d.timer = time.AfterFunc(timeout, func() { c.Done(&TimeoutError{After: timeout}) })
 		d.mu.Unlock()
 	}
-	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(ctx, m, c); return nil }); err != nil {
+	if err := d.rr.safe(func() error { target.DeliverAsync(ctx, m, c); return nil }); err != nil {
 		c.Done(err)
 	}
 }
@@ -171,6 +186,10 @@ func (d *delivery) issue() {
 // the engine's, so a route's callback goroutine is never held.
 func (d *delivery) outcome(err error) {
 	rr, p := d.rr, d.p
+	if d.spill != nil {
+		d.spilled(err)
+		return
+	}
 	if rr.cfg.Timeout > 0 {
 		d.mu.Lock()
 		cancel, timer := d.cancel, d.timer
@@ -224,6 +243,37 @@ func (d *delivery) outcome(err error) {
 	}()
 }
 
+// spilled handles the outcome of a produce to the spill topic: its
+// acknowledgement is the route's; a failure is retried with backoff, never
+// acknowledged early and never dead-lettered (the record is still in the
+// receiver's topic, uncommitted).
+func (d *delivery) spilled(err error) {
+	rr, p := d.rr, d.p
+	if err == nil {
+		d.spill.spilled.Add(1)
+		d.finish(true)
+		return
+	}
+	if p.ctx.Err() != nil || p.revoked.Load() {
+		d.finish(false)
+		return
+	}
+	if d.b == nil {
+		d.b = rr.newBackoff()
+	}
+	rr.r.e.log.Warn().Err(err).Str("topic", d.s.msg.Topic).Int32("partition", d.s.msg.Partition).
+		Int64("offset", d.s.msg.Offset).Str("route", rr.name).Msg("spill produce failed, retrying")
+	delay := nextDelay(d.b, err)
+	go func() {
+		if !rr.wait(p.ctx, p, delay) {
+			d.finish(false)
+			return
+		}
+		d.attempt++
+		d.issue()
+	}()
+}
+
 // finish ends the delivery: acknowledged (delivered or dead-lettered) or
 // given up (revoked, lost, closed hard).
 func (d *delivery) finish(acked bool) {
@@ -237,12 +287,13 @@ func (d *delivery) finish(acked bool) {
 	// this one, so a late duplicate Done finds its attempt gone.
 	// Only fired is read by a late Done, and only atomically.
 	gen := (d.fired.Load() + 1<<16) &^ (1<<16 - 1)
-	d.rr, d.job, d.attempt, d.start, d.b = nil, job{}, 0, time.Time{}, nil
+	slots, freed := d.slots, d.freed
+	d.rr, d.job, d.attempt, d.start, d.b, d.spill, d.slots, d.freed = nil, job{}, 0, time.Time{}, nil, nil, nil, nil
 	d.fired.Store(gen)
 	deliveries.Put(d)
-	rr.inflight.Add(-1)
+	slots.Add(-1)
 	select {
-	case rr.freed <- struct{}{}:
+	case freed <- struct{}{}:
 	default: // a wake-up is already pending
 	}
 }
