@@ -92,8 +92,8 @@ type queue struct {
 	// congestedSince is when the current congestion began (unix
 	// nanoseconds), 0 while the queue is not congested.
 	congestedSince atomic.Int64
-	busy      atomic.Int32
-	depthNow  atomic.Int64 // depth, readable without the lock
+	busy           atomic.Int32
+	depthNow       atomic.Int64 // depth, readable without the lock
 }
 
 func newQueue(capacity int) *queue {
@@ -113,10 +113,10 @@ func newQueue(capacity int) *queue {
 type takerClass int
 
 const (
-	takeRoute    takerClass = iota // the route's workers or dispatcher
-	takeSpill                      // the spill dispatcher
-	takerClasses                   // the number of classes that take
-	takeNone     = takerClasses    // nobody: jobs wait in the queue
+	takeRoute    takerClass     = iota // the route's workers or dispatcher
+	takeSpill                          // the spill dispatcher
+	takerClasses                       // the number of classes that take
+	takeNone     = takerClasses        // nobody: jobs wait in the queue
 )
 
 // setTaker changes who may take jobs and wakes them.
