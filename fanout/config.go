@@ -104,6 +104,8 @@ type SpillConfig struct {
 	// must keep spilling while earlier records may still be parked.
 	// Required.
 	Backlog func(ctx context.Context) (int64, error)
+	// Topic names the spill topic, for Stats.
+	Topic string
 }
 
 // ReceiverConfig is one receiver: a topic and its routes.

@@ -20,6 +20,7 @@ type RouteStats struct {
 
 // SpillStats is a snapshot of a route's spill state.
 type SpillStats struct {
+	Topic string // the spill topic
 	// Detached: its records go to its spill topic (it is detached, or
 	// re-attaching and waiting for the spill topic to drain).
 	Detached bool
@@ -66,7 +67,7 @@ func (e *Engine) Stats() []ReceiverStats {
 				st.OldestPending = time.Duration(now - oldest[i])
 			}
 			if s := rr.spill; s != nil {
-				st.Spill = &SpillStats{Detached: s.spilling(), Spilled: s.spilled.Load(), Backlog: s.backlog.Load()}
+				st.Spill = &SpillStats{Topic: s.cfg.Topic, Detached: s.spilling(), Spilled: s.spilled.Load(), Backlog: s.backlog.Load()}
 			}
 			rs.Routes = append(rs.Routes, st)
 		}

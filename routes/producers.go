@@ -38,10 +38,11 @@ type Producers struct {
 	clients map[string]*kgo.Client
 	topics  map[string]map[string]string // cluster → topic → field path (empty: optional)
 
-	// limitsMu protects limits. It is separate from mu because franz-go
-	// asks for a limit while Get builds a client under mu.
+	// limitsMu protects limits and parts. It is separate from mu because
+	// franz-go asks for a limit while Get builds a client under mu.
 	limitsMu sync.RWMutex
 	limits   map[string]map[string]int32 // cluster → topic → max.message.bytes
+	parts    map[string]map[string]int32 // cluster → topic → partitions
 }
 
 // NewProducers returns a set whose default cluster is reached with base
@@ -51,7 +52,7 @@ func NewProducers(base []kgo.Opt, recordTimeout time.Duration) *Producers {
 		recordTimeout = 30 * time.Second
 	}
 	return &Producers{base: base, recordTimeout: recordTimeout, clients: map[string]*kgo.Client{},
-		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}}
+		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}, parts: map[string]map[string]int32{}}
 }
 
 func clusterKey(brokers []string) string {
@@ -69,7 +70,30 @@ func clusterKey(brokers []string) string {
 // exist: Check fails naming it when it does not. Another cluster shares
 // the default's TLS and SASL settings.
 func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client, error) {
+	return p.get(brokers, topic, requiredBy, false)
+}
+
+// Spill returns the client spill routes produce through on the default
+// cluster: one of its own, whose records go to the partition they name
+// (see SpillRoute), and registers topic as required by requiredBy.
+func (p *Producers) Spill(topic, requiredBy string) (*kgo.Client, error) {
+	return p.get(nil, topic, requiredBy, true)
+}
+
+// Partitions reports the partitions of topic on the default cluster, as
+// Check read them; 0 before.
+func (p *Producers) Partitions(topic string) int32 {
+	p.limitsMu.RLock()
+	defer p.limitsMu.RUnlock()
+	return p.parts[""][topic]
+}
+
+func (p *Producers) get(brokers []string, topic, requiredBy string, manual bool) (*kgo.Client, error) {
 	key := clusterKey(brokers)
+	clientKey := key
+	if manual {
+		clientKey = "spill|" + key
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.topics[key] == nil {
@@ -78,7 +102,7 @@ func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client
 	if prev, ok := p.topics[key][topic]; !ok || prev == "" {
 		p.topics[key][topic] = requiredBy
 	}
-	if cl := p.clients[key]; cl != nil {
+	if cl := p.clients[clientKey]; cl != nil {
 		return cl, nil
 	}
 	opts := slices.Clone(p.base)
@@ -92,11 +116,14 @@ func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client
 		kgo.MaxBufferedBytes(ProducerBufferBytes),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 { return p.limit(key, topic) }),
 	)
+	if manual {
+		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	p.clients[key] = cl
+	p.clients[clientKey] = cl
 	return cl, nil
 }
 
@@ -123,7 +150,11 @@ func (p *Producers) Check(ctx context.Context) error {
 	}
 	var todo []work
 	for key, topics := range p.topics {
-		todo = append(todo, work{key, p.clients[key], maps.Clone(topics)})
+		cl := p.clients[key]
+		if cl == nil {
+			cl = p.clients["spill|"+key]
+		}
+		todo = append(todo, work{key, cl, maps.Clone(topics)})
 	}
 	p.mu.Unlock()
 	sort.Slice(todo, func(i, j int) bool { return todo[i].key < todo[j].key })
@@ -155,8 +186,17 @@ func (p *Producers) Check(ctx context.Context) error {
 				}
 			}
 		}
+		parts := map[string]int32{}
+		if details, err := kadm.NewClient(w.cl).ListTopics(ctx, names...); err == nil {
+			for _, d := range details {
+				if d.Err == nil {
+					parts[d.Topic] = int32(len(d.Partitions))
+				}
+			}
+		}
 		p.limitsMu.Lock()
 		p.limits[w.key] = limits
+		p.parts[w.key] = parts
 		p.limitsMu.Unlock()
 	}
 	return errors.Join(errs...)
