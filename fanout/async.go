@@ -143,6 +143,9 @@ type delivery struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	timer  *time.Timer
+	// release ends the attempt's watch on its route's detaching (a route
+	// with spill; see spillRunner.attempt); guarded by mu too.
+	release func()
 }
 
 var deliveries = sync.Pool{New: func() any { return new(delivery) }}
@@ -163,6 +166,14 @@ func (d *delivery) issue() {
 		d.spill = d.rr.spill
 	}
 	target := d.rr.async
+	if d.spill == nil && d.rr.spill != nil {
+		// Detaching ends the attempt: its record goes to the spill topic
+		// and the route's late report finds the attempt gone.
+		// Under mu: an outcome reported at once waits for release.
+		d.mu.Lock()
+		ctx, d.release = d.rr.spill.attempt(ctx, func() { c.Done(errDetached) })
+		d.mu.Unlock()
+	}
 	if d.spill != nil {
 		target = d.spill.cfg.Route
 	} else if timeout := d.rr.cfg.Timeout; timeout > 0 {
@@ -190,6 +201,13 @@ func (d *delivery) outcome(err error) {
 		d.spilled(err)
 		return
 	}
+	d.mu.Lock()
+	release := d.release
+	d.release = nil
+	d.mu.Unlock()
+	if release != nil {
+		release()
+	}
 	if rr.cfg.Timeout > 0 {
 		d.mu.Lock()
 		cancel, timer := d.cancel, d.timer
@@ -211,6 +229,10 @@ func (d *delivery) outcome(err error) {
 	}
 	if p.ctx.Err() != nil || p.revoked.Load() {
 		d.finish(false)
+		return
+	}
+	if rr.spill != nil && rr.spill.spilling() {
+		d.handOver()
 		return
 	}
 	if d.b == nil {
@@ -241,6 +263,25 @@ func (d *delivery) outcome(err error) {
 		d.start = clock.Now()
 		d.issue()
 	}()
+}
+
+// handOver sends a record whose attempt failed, or was ended, because its
+// route detached to the spill topic. From here it counts among the spill
+// produces in flight, not the route's deliveries: re-attaching waits for
+// it. It runs on an engine goroutine, not the route's callback.
+func (d *delivery) handOver() {
+	s := d.rr.spill
+	s.inflight.Add(1)
+	slots, freed := d.slots, d.freed
+	d.spill, d.slots, d.freed = s, &s.inflight, s.freed
+	d.attempt = 1
+	d.start = d.rr.r.e.clock.Now()
+	slots.Add(-1)
+	select {
+	case freed <- struct{}{}:
+	default:
+	}
+	go d.issue()
 }
 
 // spilled handles the outcome of a produce to the spill topic: its

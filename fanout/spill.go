@@ -2,6 +2,8 @@ package fanout
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,11 +39,53 @@ type spillRunner struct {
 	// change is closed, and replaced, at every change of mode: a retry
 	// waiting out its backoff hands its record over at once on detach.
 	change atomic.Pointer[chan struct{}]
+
+	// attached is cancelled when the route detaches: the route's attempts
+	// in flight end, and their records go to the spill topic, so no record
+	// holds its partition's commit while the route stays stalled. A new
+	// one is made at each re-attach. mu serialises changes of mode (the
+	// watchdog and a partition's assignment both make them).
+	mu       sync.Mutex
+	attached atomic.Pointer[attachment]
+}
+
+// attachment is one attached period of a route.
+type attachment struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newAttachment() *attachment {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &attachment{ctx: ctx, cancel: cancel}
+}
+
+// errDetached ends an attempt in flight when its route detaches.
+var errDetached = errors.New("the route detached: the record goes to its spill topic")
+
+// attempt returns ctx for one attempt at the route, ended as well when
+// the route detaches, and the function that releases it (call it once the
+// attempt ended). onDetach, if not nil, runs when the route detaches
+// first.
+func (s *spillRunner) attempt(ctx context.Context, onDetach func()) (context.Context, func()) {
+	a := s.attached.Load()
+	actx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(a.ctx, func() {
+		cancel()
+		if onDetach != nil {
+			onDetach()
+		}
+	})
+	return actx, func() {
+		stop()
+		cancel()
+	}
 }
 
 func newSpillRunner(rr *routeRunner, cfg SpillConfig) *spillRunner {
 	s := &spillRunner{rr: rr, cfg: cfg, freed: make(chan struct{}, 1)}
 	s.backlog.Store(-1)
+	s.attached.Store(newAttachment())
 	ch := make(chan struct{})
 	s.change.Store(&ch)
 	return s
@@ -52,11 +96,20 @@ func (s *spillRunner) changed() <-chan struct{} { return *s.change.Load() }
 
 // setMode changes the mode and tells whoever waits for a change.
 func (s *spillRunner) setMode(m int32) int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	old := s.mode.Swap(m)
-	if old != m {
-		ch := make(chan struct{})
-		close(*s.change.Swap(&ch))
+	if old == m {
+		return old
 	}
+	switch {
+	case old == attached:
+		s.attached.Load().cancel()
+	case m == attached:
+		s.attached.Store(newAttachment())
+	}
+	ch := make(chan struct{})
+	close(*s.change.Swap(&ch))
 	return old
 }
 

@@ -331,3 +331,56 @@ func TestSpill_revokeAndDrainWhileDetached(t *testing.T) {
 		t.Fatalf("partition 1 committable %d after the drain, want 1", c)
 	}
 }
+
+// A route stalled inside its attempts (no Timeout, the endpoint never
+// answers) must not hold its partition's commit once it detached: the
+// attempts in flight end, and their records go to the spill topic too.
+func TestSpill_detachEndsAttemptsInFlight(t *testing.T) {
+	kinds(t, func(t *testing.T) {
+		clock := newManualClock()
+		spill := &spillSink{}
+		stall := newGate()
+		defer stall.open()
+		var direct atomic.Int64
+		route := &recorder{name: "stuck", fn: func(ctx context.Context, m Message) error {
+			if err := stall.wait(ctx); err != nil {
+				return err
+			}
+			direct.Add(1)
+			return nil
+		}}
+		const workers = 3
+		e := newEngine(t, Options{Clock: clock}, ReceiverConfig{Topic: "t", MaxInflight: 16, Routes: []RouteConfig{
+			{Route: route, Workers: workers, Buffer: 8, Ordering: OrderNone, InitialBackoff: time.Millisecond, Spill: spill.config(time.Second)},
+		}})
+		r := e.Receiver("t")
+		r.Assign(0)
+		next := int64(0)
+		for r.Offer(msg("t", 0, next, "")) == nil {
+			next++
+		}
+		spill.backlg.Store(1)
+		clock.advance(time.Second)
+		wait(t, guard, "detached", func() bool { return detachedNow(e) })
+		// The route holds 11 records (3 in attempts, 8 queued; more than
+		// half the buffer stays queued, so it stays congested) and the
+		// window 16: 100 more flow only if no attempt keeps holding its
+		// record.
+		for end := next + 100; next < end; next++ {
+			for r.Offer(msg("t", 0, next, "")) != nil {
+				select {
+				case <-e.Room():
+				case <-time.After(guard):
+					t.Fatalf("record %d: no room for %v; an attempt still holds the window", next, guard)
+				}
+			}
+		}
+		wait(t, guard, "commit reaches the end with the route still stalled", func() bool { return committed(r, 0) == next })
+		got := spill.offsets()
+		for off := range next {
+			if got[off] != 1 {
+				t.Fatalf("record %d spilled %d times, want once (the route delivered none: %d)", off, got[off], direct.Load())
+			}
+		}
+	})
+}

@@ -145,7 +145,12 @@ func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.
 			return handedOff, start
 		}
 		m.Attempt = attempt
-		err := rr.call(ctx, m)
+		actx, release := ctx, func() {}
+		if rr.spill != nil {
+			actx, release = rr.spill.attempt(ctx, nil)
+		}
+		err := rr.call(actx, m)
+		release()
 		end := clock.Now()
 		d := end.Sub(start)
 		if err == nil {
@@ -157,6 +162,9 @@ func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.
 		}
 		if ctx.Err() != nil {
 			return notAcked, end
+		}
+		if rr.spill != nil && rr.spill.spilling() {
+			continue // detached meanwhile: the record goes to the spill topic
 		}
 		if rr.deadLetters(err, attempt) {
 			if !rr.deadLetter(ctx, p, m, err, attempt, b) {
