@@ -14,6 +14,7 @@ import (
 
 	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -96,7 +97,7 @@ type run struct {
 	worstEnv []string
 
 	mu      sync.Mutex // protects workers and the report's exit figures
-	workers []*worker
+	workers []*testkit.Worker
 	nextID  int
 
 	data   *kgo.Client // steady producer
@@ -167,8 +168,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *run) close() {
 	r.mu.Lock()
 	for _, w := range r.workers {
-		if w.alive() {
-			w.kill()
+		if w.Alive() {
+			w.Kill()
 		}
 	}
 	r.mu.Unlock()
@@ -301,9 +302,9 @@ func (r *run) apply(ctx context.Context, e Event) {
 		}
 	case Term, Kill:
 		r.mu.Lock()
-		var live []*worker
+		var live []*testkit.Worker
 		for _, w := range r.workers {
-			if w.alive() {
+			if w.Alive() {
 				live = append(live, w)
 			}
 		}
@@ -313,9 +314,9 @@ func (r *run) apply(ctx context.Context, e Event) {
 		}
 		w := live[e.Pick%len(live)]
 		if e.Kind == Kill {
-			w.kill()
+			w.Kill()
 		} else {
-			w.term()
+			w.Term()
 		}
 	case BrokerRestart:
 		if err := r.cfg.Restart(); err != nil {
@@ -380,7 +381,7 @@ func (r *run) running() int {
 	defer r.mu.Unlock()
 	n := 0
 	for _, w := range r.workers {
-		if w.alive() {
+		if w.Alive() {
 			n++
 		}
 	}
@@ -391,7 +392,9 @@ func (r *run) start() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nextID++
-	w, err := startWorker(r.cfg.Binary, r.nextID, r.worstEnv, r.cfg.Logf)
+	w, err := testkit.StartWorker(r.cfg.Binary, "soak-"+strconv.Itoa(r.nextID), r.worstEnv, func(format string, args ...any) {
+		r.cfg.Logf("soak "+format, args...)
+	})
 	if err != nil {
 		r.rep.problem("start worker %d: %v", r.nextID, err)
 		return
@@ -474,35 +477,34 @@ func (r *run) atEnd(ctx context.Context) (map[string]int64, map[string]int64, bo
 // stopAll SIGTERMs every running worker and waits for all to exit.
 func (r *run) stopAll() {
 	r.mu.Lock()
-	ws := append([]*worker(nil), r.workers...)
+	ws := append([]*testkit.Worker(nil), r.workers...)
 	r.mu.Unlock()
 	for _, w := range ws {
-		if w.alive() {
-			w.term()
+		if w.Alive() {
+			w.Term()
 		}
 	}
 	for _, w := range ws {
-		w.wait()
-		if w.termAt.IsZero() {
+		code, took, termed := w.Exit()
+		if !termed {
 			continue // killed
 		}
-		took := w.exitAt.Sub(w.termAt)
 		r.rep.SIGTERMs = append(r.rep.SIGTERMs, took)
-		if w.code != 0 {
-			r.rep.problem("worker %d exited %d after SIGTERM:\n%s", w.id, w.code, w.stderr.String())
+		if code != 0 {
+			r.rep.problem("worker %s exited %d after SIGTERM:\n%s", w.Name, code, w.Stderr())
 		}
 		if took > shutdownWait+time.Second {
-			r.rep.problem("worker %d took %s from SIGTERM to exit (budget %s + 1s)", w.id, took, shutdownWait)
+			r.rep.problem("worker %s took %s from SIGTERM to exit (budget %s + 1s)", w.Name, took, shutdownWait)
 		}
 	}
 	for _, w := range ws {
-		rss := w.maxRSS.Load()
+		rss := w.PeakRSS()
 		if rss == 0 {
-			r.rep.problem("worker %d: no VmHWM read from /proc: its peak RSS is unknown", w.id)
+			r.rep.problem("worker %s: no VmHWM read from /proc: its peak RSS is unknown", w.Name)
 		}
 		r.rep.PeakRSS = max(r.rep.PeakRSS, rss)
 		if rss > r.rep.WorstCase {
-			r.rep.problem("worker %d peak RSS %d MiB, over the worst case of %d MiB", w.id, rss>>20, r.rep.WorstCase>>20)
+			r.rep.problem("worker %s peak RSS %d MiB, over the worst case of %d MiB", w.Name, rss>>20, r.rep.WorstCase>>20)
 		}
 	}
 }
