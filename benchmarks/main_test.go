@@ -24,6 +24,20 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// runToFile runs the program with args and returns the markdown file out
+// that it wrote.
+func runToFile(t *testing.T, args []string, out string, stdout io.Writer) string {
+	t.Helper()
+	if err := realMain(args, stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // A very short run of design (1) and the engine must ingest, deliver,
 // render the table and keep the sections other benchmarks own.
 func TestHarness_shortRunRendersTable(t *testing.T) {
@@ -32,19 +46,13 @@ func TestHarness_shortRunRendersTable(t *testing.T) {
 	if err := os.WriteFile(out, []byte("# Benchmarks\n\n"+sectionDesigns+"\n\nstale table\n\n"+consumer), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-duration", "300ms", "-count", "1", "-rate", "1000", "-designs", "1,5", "-workloads", "normal", "-out", out}
-	if err := realMain(args, io.Discard, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := string(b)
+	args := []string{"-sections", "designs", "-duration", "300ms", "-count", "1", "-rate", "1000", "-designs", "1,5", "-workloads", "normal", "-out", out}
+	md := runToFile(t, args, out, io.Discard)
 	for _, want := range []string{
 		"# Benchmarks\n", sectionDesigns + "\n", "| design | workload | ingested/s |",
 		"go run ./benchmarks " + strings.Join(args, " "), "Machine: nproc ",
 		sectionDispatch + "\n", placeholders[sectionDispatch], consumer,
+		sectionCompare + "\n\n" + placeholders[sectionCompare],
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("output lacks %q:\n%s", want, md)
@@ -80,6 +88,18 @@ func TestRealMain_rejectsBadFlags(t *testing.T) {
 		{"-workloads", "burst"},
 		{"-duration", "0s"},
 		{"extra"},
+		{"-sections", "all"},
+		{"-routes", "0"},
+		{"-routes", "1,x"},
+		{"-contenders", "worker,mine"},
+		{"-transports", "grpc"},
+		{"-transports", "discard", "-contenders", "groups"},
+		{"-value-bytes", "7"},
+		{"-records", "0"},
+		{"-ordering", "random"},
+		{"-latency-rate", "0"},
+		{"-ratio-rounds", "0"},
+		{"-compare-child", "{not json"},
 	} {
 		if err := realMain(append(args, "-out", ""), io.Discard, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)

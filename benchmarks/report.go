@@ -12,26 +12,48 @@ import (
 
 const (
 	title           = "# Benchmarks"
+	sectionCompare  = "## This worker against the alternatives"
+	sectionBroker   = "## This worker against the alternatives, on a real broker"
 	sectionDesigns  = "## Engine vs the four naive designs"
 	sectionDispatch = "## Dispatch cost"
 	sectionConsumer = "## Consumer throughput vs bare franz-go"
 )
 
-// placeholders for the sections other benchmarks fill.
+// placeholders for sections not run yet, this program's or other
+// benchmarks'.
 var placeholders = map[string]string{
+	sectionCompare:  "(run `go run ./benchmarks -sections compare`)\n",
+	sectionBroker:   "(run `scripts/kafka-local.sh start`, then `go run ./benchmarks -sections compare -brokers 127.0.0.1:9092`)\n",
+	sectionDesigns:  "(run `go run ./benchmarks -sections designs`)\n",
 	sectionDispatch: "(run `go test -run '^$' -bench Dispatch -benchmem ./fanout/` and paste the output here)\n",
 	sectionConsumer: "(filled by the consumer benchmark)\n",
 }
 
-// render is the whole markdown file: this program's section, then every
-// other section of old (the previous file) as it was, with placeholders
-// for the sections other benchmarks fill.
-func render(rep *report, old string) string {
-	var b strings.Builder
-	b.WriteString(title + "\n\n")
-	b.WriteString(sectionDesigns + "\n\n")
-	b.WriteString(renderDesigns(rep))
+// ownSections are the sections this program writes, in file order; they
+// come first.
+var ownSections = []string{sectionCompare, sectionBroker, sectionDesigns}
+
+// render is the whole markdown file: this program's sections (fresh ones
+// from fresh, the others as old had them), then every other section of
+// old (the previous file) as it was, with placeholders for the sections
+// other benchmarks fill.
+func render(old string, fresh map[string]string) string {
 	kept := sections(old)
+	var b strings.Builder
+	b.WriteString(title + "\n")
+	write := func(h, body string) {
+		b.WriteString("\n" + h + "\n\n")
+		b.WriteString(strings.Trim(body, "\n") + "\n")
+	}
+	for _, h := range ownSections {
+		body, ok := fresh[h]
+		if !ok {
+			if body, ok = kept.body[h]; !ok {
+				body = placeholders[h]
+			}
+		}
+		write(h, body)
+	}
 	for _, h := range []string{sectionDispatch, sectionConsumer} {
 		if _, ok := kept.body[h]; !ok {
 			kept.order = append(kept.order, h)
@@ -39,11 +61,9 @@ func render(rep *report, old string) string {
 		}
 	}
 	for _, h := range kept.order {
-		if h == sectionDesigns {
-			continue
+		if !slices.Contains(ownSections, h) {
+			write(h, kept.body[h])
 		}
-		b.WriteString("\n" + h + "\n\n")
-		b.WriteString(strings.Trim(kept.body[h], "\n") + "\n")
 	}
 	return b.String()
 }
