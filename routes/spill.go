@@ -4,22 +4,29 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Spill headers: where a parked record came from. They name the same
-// coordinates as a dead letter's.
+// Spill headers: where a parked record came from (the same coordinates as
+// a dead letter's) and when it was made.
 const (
 	SpillHeaderTopic     = DLQHeaderTopic
 	SpillHeaderPartition = DLQHeaderPartition
 	SpillHeaderOffset    = DLQHeaderOffset
+	// SpillHeaderTimestamp is the original's timestamp, Unix milliseconds;
+	// absent when it had none. The parked record itself carries none of
+	// its own (franz-go measures the delivery timeout from a record's
+	// timestamp, as for dead letters), so the broker stamps it when it
+	// is parked.
+	SpillHeaderTimestamp = "fanout-timestamp"
 )
 
 // SpillRoute parks a detached route's records in its spill topic: the
-// original key, value and headers plus fanout-topic, fanout-partition and
-// fanout-offset. A record goes to spill partition (original partition mod
+// original key, value and headers plus fanout-topic, fanout-partition,
+// fanout-offset and fanout-timestamp. A record goes to spill partition (original partition mod
 // the spill topic's partitions), so records of one original partition, and
 // so of one key, stay in order. It is the fanout.AsyncRoute of a
 // fanout.SpillConfig: the broker's acknowledgement is the route's.
@@ -50,12 +57,15 @@ func (r *SpillRoute) Deliver(ctx context.Context, m fanout.Message) error {
 
 // DeliverAsync parks m and reports the broker's acknowledgement.
 func (r *SpillRoute) DeliverAsync(ctx context.Context, m fanout.Message, done fanout.Completion) {
-	hs := kafkaHeaders(m.Headers, 3)
+	hs := kafkaHeaders(m.Headers, 4)
 	hs = append(hs,
 		kgo.RecordHeader{Key: SpillHeaderTopic, Value: []byte(m.Topic)},
 		kgo.RecordHeader{Key: SpillHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
 		kgo.RecordHeader{Key: SpillHeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
 	)
+	if !m.Timestamp.IsZero() {
+		hs = append(hs, kgo.RecordHeader{Key: SpillHeaderTimestamp, Value: []byte(strconv.FormatInt(m.Timestamp.UnixMilli(), 10))})
+	}
 	n := max(1, r.partitions())
 	rec := &kgo.Record{Topic: r.topic, Partition: m.Partition % n, Key: m.Key, Value: m.Value, Headers: hs}
 	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
@@ -67,10 +77,12 @@ func (r *SpillRoute) DeliverAsync(ctx context.Context, m fanout.Message, done fa
 }
 
 // Unspill is the record a route sees from a spill topic: the original's
-// topic, partition and offset from the fanout-* headers (which it drops),
-// so the wire carries the original coordinates and Idempotency-Key. The
-// second result is false when the headers are missing or bad: not a parked
-// record.
+// topic, partition, offset and timestamp from the fanout-* headers (which
+// it drops), so the wire carries the original coordinates,
+// Idempotency-Key and X-Fanout-Timestamp. The second result is false when
+// the coordinate headers are missing or a header is bad: not a parked
+// record. (Without fanout-timestamp the parked record's own timestamp
+// stays.)
 func Unspill(m fanout.Message) (fanout.Message, bool) {
 	out := m
 	out.Headers = make([]fanout.Header, 0, len(m.Headers))
@@ -91,6 +103,12 @@ func Unspill(m fanout.Message) (fanout.Message, bool) {
 				return m, false
 			}
 			out.Offset, off = o, true
+		case SpillHeaderTimestamp:
+			ms, err := strconv.ParseInt(string(h.Value), 10, 64)
+			if err != nil {
+				return m, false
+			}
+			out.Timestamp = time.UnixMilli(ms)
 		default:
 			out.Headers = append(out.Headers, h)
 		}
