@@ -205,13 +205,44 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.scenario(ctx)
 	r.stopAll()
 	r.verify()
+	r.checkLogs()
 	r.rep.Took = time.Since(began)
-	if len(r.rep.Problems) > 0 {
-		for _, w := range r.workers {
+	for _, w := range r.workers {
+		if lines := warnings(w.Stderr()); lines != "" {
+			cfg.Logf("worker %s warnings and errors:\n%s", w.Name, lines)
+		}
+		if len(r.rep.Problems) > 0 {
 			cfg.Logf("worker %s stderr (last 4 KiB):\n%s", w.Name, tail(w.Stderr(), 4096))
 		}
 	}
 	return r.rep, nil
+}
+
+// checkLogs reads the workers' logs for a route that started re-attaching
+// while it was still stalled (the stall lasts until the route drains, so
+// every re-attach should complete): it then took no records, paused its
+// partitions and detached again After later.
+func (r *run) checkLogs() {
+	for _, w := range r.workers {
+		if n := strings.Count(w.Stderr(), `"why":"congested again while re-attaching"`); n > 0 {
+			r.rep.problem("worker %s detached the slow route again %d times after it had begun re-attaching while the stall lasted: meanwhile it took no records and its partitions paused", w.Name, n)
+		}
+	}
+}
+
+// warnings returns the log lines of level warn and above (detaching says
+// why at warn), at most 40.
+func warnings(stderr string) string {
+	var out []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) || strings.Contains(line, "re-attached") {
+			out = append(out, line)
+		}
+	}
+	if len(out) > 40 {
+		out = append(out[:40], fmt.Sprintf("... and %d more", len(out)-40))
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {
@@ -256,6 +287,12 @@ func (r *run) setup(ctx context.Context) error {
 			return fmt.Errorf("create topic %s: %w", topic, err)
 		}
 	}
+	// A broker answers for a new topic a moment after creating it; the
+	// worker refuses to start on a topic it cannot describe yet.
+	var notYet error
+	if !r.waitFor(ctx, 30*time.Second, func() bool { notYet = r.described(ctx); return notYet == nil }) {
+		return fmt.Errorf("the new topics: %w", notYet)
+	}
 	if r.prod, err = newProducer(r.cfg.Brokers, r.orders); err != nil {
 		return err
 	}
@@ -284,6 +321,28 @@ func (r *run) setup(ctx context.Context) error {
 		"FANOUT_REBALANCE_TIMEOUT=10s",
 		"FANOUT_REVOKE_TIMEOUT=3s",
 		"FANOUT_LOG_LEVEL=info",
+	}
+	return nil
+}
+
+// described returns why the topics cannot be described and their end
+// offsets listed yet, nil once they can.
+func (r *run) described(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	configs, err := r.adm.DescribeTopicConfigs(ctx, r.orders, r.spill)
+	if err != nil {
+		return err
+	}
+	for _, c := range configs {
+		if c.Err != nil {
+			return fmt.Errorf("%s: %w", c.Name, c.Err)
+		}
+	}
+	for _, topic := range []string{r.orders, r.spill} {
+		if _, err := r.ends(ctx, topic); err != nil {
+			return fmt.Errorf("%s: %w", topic, err)
+		}
 	}
 	return nil
 }

@@ -175,6 +175,7 @@ func (r *run) checkFastPace(cs []coord, ledger map[coord]produced, first map[str
 		return // the scenario stopped before; its problem says why
 	}
 	var lat []time.Duration
+	var lateAt []time.Time
 	for _, c := range cs {
 		rec := ledger[c]
 		if rec.final || rec.ackAt.Before(r.detachedAt) || (r.releasedAt.Before(rec.ackAt) && !r.releasedAt.IsZero()) {
@@ -188,6 +189,14 @@ func (r *run) checkFastPace(cs []coord, ledger map[coord]produced, first map[str
 			d = max(0, at.Sub(rec.ackAt))
 		}
 		lat = append(lat, d)
+		if d > fastWithin {
+			lateAt = append(lateAt, rec.ackAt)
+		}
+	}
+	sort.Slice(lateAt, func(i, j int) bool { return lateAt[i].Before(lateAt[j]) })
+	late := spans{start: r.start}
+	for _, t := range lateAt {
+		late.add(t)
 	}
 	rep := r.rep
 	rep.Judged = len(lat)
@@ -206,7 +215,39 @@ func (r *run) checkFastPace(cs []coord, ledger map[coord]produced, first map[str
 		rep.problem("only %d records to judge the fast route's pace by while detached (want %d): lengthen the stall", len(lat), minJudged)
 	}
 	if rep.FastShare() < fastShare {
-		rep.problem("only %.2f%% of %d records produced while the slow route was detached reached the fast route within %s (want %.0f%%): p50 %s, p99 %s",
-			100*rep.FastShare(), len(lat), fastWithin, 100*fastShare, latency(rep.FastP50), latency(rep.FastP99))
+		rep.problem("only %.2f%% of %d records produced while the slow route was detached reached the fast route within %s (want %.0f%%): p50 %s, p99 %s; the late ones acknowledged %s",
+			100*rep.FastShare(), len(lat), fastWithin, 100*fastShare, latency(rep.FastP50), latency(rep.FastP99), late)
 	}
+}
+
+// spans gathers times, added in order, into the intervals they fall in (a
+// gap over a second starts a new one), for saying when late records were
+// produced.
+type spans struct {
+	start time.Time // times are shown from it
+	from  []time.Time
+	to    []time.Time
+	n     []int
+}
+
+func (s *spans) add(t time.Time) {
+	if i := len(s.to) - 1; i >= 0 && t.Sub(s.to[i]) <= time.Second {
+		s.to[i] = t
+		s.n[i]++
+		return
+	}
+	s.from, s.to, s.n = append(s.from, t), append(s.to, t), append(s.n, 1)
+}
+
+// String lists the spans, in seconds from start.
+func (s spans) String() string {
+	var parts []string
+	for i := range s.from {
+		parts = append(parts, fmt.Sprintf("%d in %.2fs-%.2fs", s.n[i], s.from[i].Sub(s.start).Seconds(), s.to[i].Sub(s.start).Seconds()))
+		if len(parts) == 8 {
+			parts = append(parts, fmt.Sprintf("and %d spans more", len(s.from)-8))
+			break
+		}
+	}
+	return strings.Join(parts, ", ") + " after the first record"
 }
