@@ -105,7 +105,7 @@ func buildRoutes(f *config.File, producers *routes.Producers, bl *backlogs, logO
 					problems = append(problems, config.Problem{Path: path + ".spill", Msg: err.Error()})
 				} else if bl != nil {
 					frc.Spill = &fanout.SpillConfig{
-						Route:   routes.NewSpill(rt.Name, spillTopic, cl, func() int32 { return producers.Partitions(spillTopic) }),
+						Route:   bl.counting(spillTopic, routes.NewSpill(rt.Name, spillTopic, cl, func() int32 { return producers.Partitions(spillTopic) })),
 						After:   rt.Spill.After,
 						Backlog: bl.of(spillTopic),
 						Topic:   spillTopic,

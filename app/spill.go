@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/receiver-fanout/fanout/consumer"
+	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -42,34 +44,54 @@ func spillConsumerConfig(c consumer.Config) consumer.Config {
 
 // backlogs measures spill topics' backlogs: the records the spill group
 // has not committed, across every worker, read from the brokers and kept
-// for a moment so the engine's watchdog does not ask on every tick.
+// for a moment so the engine's watchdog does not ask on every tick. A
+// reading kept is never one taken before the latest spill to its topic was
+// acknowledged: the engine re-attaches a route on a reading of 0 taken
+// once its last spill was acknowledged, and a reading from before that
+// spill would let it re-attach with that record still parked.
 type backlogs struct {
 	adm   *kadm.Client
 	group string
 
-	mu   sync.Mutex // protects last
-	last map[string]backlogReading
+	mu    sync.Mutex // protects last and acked
+	last  map[string]backlogReading
+	acked map[string]*atomic.Uint64 // per spill topic: the spills acknowledged
 }
 
 type backlogReading struct {
-	n  int64
-	at time.Time
+	n     int64
+	at    time.Time
+	acked uint64 // the topic's acknowledged spills before the reading began
 }
 
 // backlogFresh is how long a reading is reused.
 const backlogFresh = 200 * time.Millisecond
 
 func newBacklogs(adm *kadm.Client, group string) *backlogs {
-	return &backlogs{adm: adm, group: group, last: map[string]backlogReading{}}
+	return &backlogs{adm: adm, group: group, last: map[string]backlogReading{}, acked: map[string]*atomic.Uint64{}}
+}
+
+// ackedOf returns the counter of topic's acknowledged spills.
+func (b *backlogs) ackedOf(topic string) *atomic.Uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.acked[topic]
+	if c == nil {
+		c = new(atomic.Uint64)
+		b.acked[topic] = c
+	}
+	return c
 }
 
 // of returns the fanout.SpillConfig.Backlog of a spill topic.
 func (b *backlogs) of(topic string) func(context.Context) (int64, error) {
+	acked := b.ackedOf(topic)
 	return func(ctx context.Context) (int64, error) {
+		now := acked.Load()
 		b.mu.Lock()
 		r, ok := b.last[topic]
 		b.mu.Unlock()
-		if ok && time.Since(r.at) < backlogFresh {
+		if ok && r.acked == now && time.Since(r.at) < backlogFresh {
 			return r.n, nil
 		}
 		n, err := b.read(ctx, topic)
@@ -77,10 +99,39 @@ func (b *backlogs) of(topic string) func(context.Context) (int64, error) {
 			return 0, err
 		}
 		b.mu.Lock()
-		b.last[topic] = backlogReading{n: n, at: time.Now()}
+		b.last[topic] = backlogReading{n: n, at: time.Now(), acked: now}
 		b.mu.Unlock()
 		return n, nil
 	}
+}
+
+// counting wraps the spill route of topic (the fanout.SpillConfig.Route)
+// so that each spill it acknowledges is counted, before the engine hears
+// of it: a backlog reading taken before it is then not reused.
+func (b *backlogs) counting(topic string, r fanout.AsyncRoute) fanout.AsyncRoute {
+	return countingSpill{AsyncRoute: r, acked: b.ackedOf(topic)}
+}
+
+type countingSpill struct {
+	fanout.AsyncRoute
+	acked *atomic.Uint64
+}
+
+func (c countingSpill) Deliver(ctx context.Context, m fanout.Message) error {
+	err := c.AsyncRoute.Deliver(ctx, m)
+	if err == nil {
+		c.acked.Add(1)
+	}
+	return err
+}
+
+func (c countingSpill) DeliverAsync(ctx context.Context, m fanout.Message, done fanout.Completion) {
+	c.AsyncRoute.DeliverAsync(ctx, m, fanout.CompletionFunc(func(err error) {
+		if err == nil {
+			c.acked.Add(1)
+		}
+		done.Done(err)
+	}))
 }
 
 // read sums, over the topic's partitions, the end offset minus what the

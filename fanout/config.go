@@ -101,8 +101,10 @@ type SpillConfig struct {
 	// delivered from it yet, by any worker. The engine calls it while the
 	// route is detached (every tick of its watchdog) and when a partition
 	// is assigned while the route is attached: a new owner of a partition
-	// must keep spilling while earlier records may still be parked.
-	// Required.
+	// must keep spilling while earlier records may still be parked. Its
+	// answer counts every spill Route acknowledged before the call (a
+	// cached reading from before the last acknowledgement would let the
+	// route re-attach with that record still parked). Required.
 	Backlog func(ctx context.Context) (int64, error)
 	// Topic names the spill topic, for Stats.
 	Topic string

@@ -36,6 +36,9 @@ type spillRunner struct {
 	// reattachSince is when the current re-attach began (unix
 	// nanoseconds).
 	reattachSince atomic.Int64
+	// detachedAt is when the route last detached (unix nanoseconds), and
+	// peak the largest backlog read since.
+	detachedAt, peak atomic.Int64
 	// change is closed, and replaced, at every change of mode: a retry
 	// waiting out its backoff hands its record over at once on detach.
 	change atomic.Pointer[chan struct{}]
@@ -193,7 +196,11 @@ func (e *Engine) watch(runners []*spillRunner) {
 // step advances the route's mode:
 //   - attached, congested for After: detach;
 //   - detached, backlog down to the route's buffer: stop spilling new
-//     records (re-attaching);
+//     records (re-attaching). Down: below the largest backlog read since
+//     the route detached, or detached for After. (Right after a detach
+//     the backlog is about what the buffer held and still rising as the
+//     spills land: a reading then says nothing of the route's pace, and
+//     re-attaching at once would hold the receiver back again.)
 //   - re-attaching: once no spill is in flight and the backlog is 0,
 //     attach; if the route stays congested for After meanwhile, detach
 //     again.
@@ -210,7 +217,13 @@ func (s *spillRunner) step(ctx context.Context, now int64) {
 			s.detach("congested for " + s.cfg.After.String())
 		}
 	case detached:
-		if n, ok := s.readBacklog(ctx); ok && n <= int64(q.capacity) {
+		n, ok := s.readBacklog(ctx)
+		if !ok {
+			return
+		}
+		peak := max(s.peak.Load(), n)
+		s.peak.Store(peak)
+		if n <= int64(q.capacity) && (n < peak || now-s.detachedAt.Load() >= after) {
 			s.setMode(reattaching)
 			s.reattachSince.Store(now)
 			q.setTaker(takeNone)
@@ -233,6 +246,11 @@ func (s *spillRunner) step(ctx context.Context, now int64) {
 
 // detach sends the route's records to the spill topic from now on.
 func (s *spillRunner) detach(why string) {
+	if s.mode.Load() == detached {
+		return
+	}
+	s.peak.Store(0)
+	s.detachedAt.Store(s.rr.r.e.clock.Now().UnixNano())
 	if s.setMode(detached) == detached {
 		return
 	}

@@ -384,3 +384,56 @@ func TestSpill_detachEndsAttemptsInFlight(t *testing.T) {
 		}
 	})
 }
+
+// Right after a detach the backlog may read low (the spills have not all
+// landed yet, or the buffer held few records): the route stays detached,
+// spilling, while it is stalled, instead of re-attaching at once and
+// holding its receiver back again. With nothing parked it re-attaches
+// once it has been detached for After.
+func TestSpill_lowBacklogRightAfterDetachKeepsSpilling(t *testing.T) {
+	kinds(t, func(t *testing.T) {
+		clock := newManualClock()
+		spill := &spillSink{}
+		stall := newGate()
+		defer stall.open()
+		route := &recorder{name: "r", fn: func(ctx context.Context, m Message) error { return stall.wait(ctx) }}
+		e := newEngine(t, Options{Clock: clock}, ReceiverConfig{Topic: "t", Routes: []RouteConfig{
+			{Route: route, Workers: 2, Buffer: 8, Timeout: 30 * time.Millisecond, InitialBackoff: time.Millisecond,
+				Spill: spill.config(time.Second)},
+		}})
+		r := e.Receiver("t")
+		r.Assign(0)
+		next := int64(0)
+		for r.Offer(msg("t", 0, next, "")) == nil {
+			next++
+		}
+		// The backlog reads 0 (as a spill topic whose produces have not
+		// landed would), within the route's buffer.
+		clock.advance(time.Second)
+		wait(t, guard, "detached", func() bool { return detachedNow(e) })
+		time.Sleep(3 * watchTick)
+		for end := next + 40; next < end; next++ {
+			for r.Offer(msg("t", 0, next, "")) != nil {
+				select {
+				case <-e.Room():
+				case <-time.After(guard):
+					t.Fatalf("record %d not taken within %s: the receiver is held back", next, guard)
+				}
+			}
+		}
+		wait(t, guard, "spilled up to the end", func() bool { return committed(r, 0) == next })
+		if !detachedNow(e) || route.count() != 0 {
+			t.Fatalf("detached %v, %d direct deliveries; want every record spilled", detachedNow(e), route.count())
+		}
+		// Nothing parked and detached for After: it re-attaches.
+		stall.open()
+		clock.advance(time.Second)
+		wait(t, guard, "re-attached", func() bool { return !detachedNow(e) })
+		offerAll(t, r, msg("t", 0, next, ""))
+		next++
+		wait(t, guard, "delivered direct", func() bool { return committed(r, 0) == next })
+		if route.count() == 0 {
+			t.Fatal("nothing went direct after re-attaching")
+		}
+	})
+}
