@@ -236,8 +236,34 @@ func TestDeadLetter_oldRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := fanout.Message{Topic: "orders", Offset: 1, Value: []byte("v"), Timestamp: time.Now().Add(-time.Hour)}
+	m := fanout.Message{Topic: "orders", Offset: 1, Value: []byte("v"), Timestamp: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
 	if err := DeadLetter(cl, "old.dlq", "r")(context.Background(), m, errors.New("400"), 1); err != nil {
 		t.Fatalf("dead-lettering an hour-old record: %v", err)
 	}
+	// The original's timestamp travels in fanout-timestamp.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("old.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := rd.PollFetches(ctx)
+	if err := fs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("got %d dead letters, want 1", len(recs))
+	}
+	want := strconv.FormatInt(m.Timestamp.UnixMilli(), 10)
+	for _, h := range recs[0].Headers {
+		if h.Key == DLQHeaderTimestamp {
+			if string(h.Value) != want {
+				t.Fatalf("%s = %s, want %s", DLQHeaderTimestamp, h.Value, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("dead letter has no %s header: %v", DLQHeaderTimestamp, recs[0].Headers)
 }

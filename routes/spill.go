@@ -21,7 +21,7 @@ const (
 	// its own (franz-go measures the delivery timeout from a record's
 	// timestamp, as for dead letters), so the broker stamps it when it
 	// is parked.
-	SpillHeaderTimestamp = "fanout-timestamp"
+	SpillHeaderTimestamp = DLQHeaderTimestamp
 )
 
 // SpillRoute parks a detached route's records in its spill topic: the
@@ -57,15 +57,7 @@ func (r *SpillRoute) Deliver(ctx context.Context, m fanout.Message) error {
 
 // DeliverAsync parks m and reports the broker's acknowledgement.
 func (r *SpillRoute) DeliverAsync(ctx context.Context, m fanout.Message, done fanout.Completion) {
-	hs := kafkaHeaders(m.Headers, 4)
-	hs = append(hs,
-		kgo.RecordHeader{Key: SpillHeaderTopic, Value: []byte(m.Topic)},
-		kgo.RecordHeader{Key: SpillHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
-		kgo.RecordHeader{Key: SpillHeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	if !m.Timestamp.IsZero() {
-		hs = append(hs, kgo.RecordHeader{Key: SpillHeaderTimestamp, Value: []byte(strconv.FormatInt(m.Timestamp.UnixMilli(), 10))})
-	}
+	hs := appendOrigin(kafkaHeaders(m.Headers, 4), m)
 	n := max(1, r.partitions())
 	rec := &kgo.Record{Topic: r.topic, Partition: m.Partition % n, Key: m.Key, Value: m.Value, Headers: hs}
 	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
