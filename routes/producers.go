@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -33,6 +34,9 @@ const ProducerBufferBytes = 32 << 20
 type Producers struct {
 	base          []kgo.Opt // connection options: brokers, TLS, SASL, logger
 	recordTimeout time.Duration
+	// newTopicGrace is how long Check waits for a required topic the
+	// broker does not know yet (topicGrace; tests shorten it).
+	newTopicGrace time.Duration
 
 	mu      sync.Mutex // protects clients and topics
 	clients map[string]*kgo.Client
@@ -51,9 +55,14 @@ func NewProducers(base []kgo.Opt, recordTimeout time.Duration) *Producers {
 	if recordTimeout <= 0 {
 		recordTimeout = 30 * time.Second
 	}
-	return &Producers{base: base, recordTimeout: recordTimeout, clients: map[string]*kgo.Client{},
+	return &Producers{base: base, recordTimeout: recordTimeout, newTopicGrace: topicGrace, clients: map[string]*kgo.Client{},
 		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}, parts: map[string]map[string]int32{}}
 }
+
+// topicGrace is how long Check gives a required topic to appear: a topic
+// created a moment before the worker starts may not be known to every
+// broker yet (UNKNOWN_TOPIC_OR_PARTITION for a while).
+const topicGrace = 5 * time.Second
 
 func clusterKey(brokers []string) string {
 	if len(brokers) == 0 {
@@ -137,10 +146,34 @@ func (p *Producers) limit(key, topic string) int32 {
 	return defaultBatchMaxBytes
 }
 
+// describe reads names' configurations, asking again for up to
+// newTopicGrace while a required topic is unknown to the broker.
+func (p *Producers) describe(ctx context.Context, cl *kgo.Client, names []string, required map[string]string) (kadm.ResourceConfigs, error) {
+	deadline := time.Now().Add(p.newTopicGrace)
+	for {
+		configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, names...)
+		if err != nil {
+			return nil, err
+		}
+		unknown := slices.ContainsFunc(configs, func(rc kadm.ResourceConfig) bool {
+			return required[rc.Name] != "" && errors.Is(rc.Err, kerr.UnknownTopicOrPartition)
+		})
+		if !unknown || time.Now().After(deadline) {
+			return configs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return configs, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // Check reads every registered topic's max.message.bytes, so that records
 // as large as the topic takes are produced (franz-go's own limit is
 // smaller than Kafka's default), and fails naming each required topic
-// that does not exist. Call it once before the first record is produced.
+// that does not exist (after topicGrace: a topic created a moment ago may
+// not be known yet). Call it once before the first record is produced.
 func (p *Producers) Check(ctx context.Context) error {
 	p.mu.Lock()
 	type work struct {
@@ -165,7 +198,7 @@ func (p *Producers) Check(ctx context.Context) error {
 			names = append(names, t)
 		}
 		sort.Strings(names)
-		configs, err := kadm.NewClient(w.cl).DescribeTopicConfigs(ctx, names...)
+		configs, err := p.describe(ctx, w.cl, names, w.topics)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kafka: describe topics %v: %w", names, err))
 			continue
