@@ -259,10 +259,25 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 	assigned := make(map[string]int, len(s.Receivers))
 	var topics []string
 	// A spill topic's partitions are the spill consumer's; their oldest
-	// record gives its route's backlog age.
+	// record gives its route's backlog age. The spill consumer's own
+	// receivers and partitions export nothing else: a detached route's
+	// feed pauses and lags by design (it goes at the route's pace), and
+	// the receiver alerts would page for it; fanout_route_detached and
+	// the spill backlog series say what matters.
 	spillOf := map[string][2]string{}
 	spillAge := map[string]float64{}
 	for _, r := range s.Receivers {
+		for _, rt := range r.Routes {
+			if sp := rt.Spill; sp != nil {
+				spillOf[sp.Topic] = [2]string{r.Topic, rt.Route}
+				spillAge[sp.Topic] = 0
+			}
+		}
+	}
+	for _, r := range s.Receivers {
+		if _, ok := spillOf[r.Topic]; ok {
+			continue
+		}
 		if _, ok := assigned[r.Topic]; !ok {
 			assigned[r.Topic] = 0
 			topics = append(topics, r.Topic)
@@ -280,12 +295,16 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 				gauge(d.routeDetached, boolValue(sp.Detached), r.Topic, rt.Route)
 				ch <- prometheus.MustNewConstMetric(d.routeSpilled, prometheus.CounterValue, float64(sp.Spilled), r.Topic, rt.Route)
 				gauge(d.spillBacklogRecords, float64(max(sp.Backlog, 0)), r.Topic, rt.Route)
-				spillOf[sp.Topic] = [2]string{r.Topic, rt.Route}
-				spillAge[sp.Topic] = 0
 			}
 		}
 	}
 	for _, p := range s.Partitions {
+		if _, ok := spillAge[p.Topic]; ok {
+			if !p.OldestPending.IsZero() {
+				spillAge[p.Topic] = max(spillAge[p.Topic], now.Sub(p.OldestPending).Seconds())
+			}
+			continue
+		}
 		if _, ok := assigned[p.Topic]; !ok {
 			topics = append(topics, p.Topic)
 		}
@@ -300,9 +319,6 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 			lag = max(now.Sub(p.OldestPending).Seconds(), 0)
 		}
 		gauge(d.partLagSeconds, lag, p.Topic, part)
-		if age, ok := spillAge[p.Topic]; ok && lag > age {
-			spillAge[p.Topic] = lag
-		}
 		if p.Committed >= 0 {
 			gauge(d.partCommitted, float64(p.Committed), p.Topic, part)
 		}

@@ -97,6 +97,22 @@ func TestStateSpill(t *testing.T) {
 	if strings.Contains(out, `route="crm"`) {
 		t.Errorf("a route without spill has spill series:\n%s", out)
 	}
+	// The spill consumer's partition and route series stay out: the
+	// receiver alerts would page for a feed that pauses by design.
+	all := gatherText(t, reg)
+	if strings.Contains(all, `topic="payments.spill.ledger"`) {
+		t.Errorf("the spill topic has series of its own:\n%s", grepLines(all, "payments.spill.ledger"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // callEveryHook calls each hook once (Route and Delivered once per outcome).

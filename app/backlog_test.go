@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/receiver-fanout/fanout/consumer"
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/receiver-fanout/fanout/routes"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -52,5 +53,22 @@ func TestBacklog_countsEverySpillAcknowledgedBeforeIt(t *testing.T) {
 	read(2)
 	if spill.Name() != "hook" {
 		t.Errorf("the counting spill route is named %q", spill.Name())
+	}
+}
+
+// The spill consumer is a group of its own that reports nothing through
+// the main consumer's observer: its rebalances would clear fanout_ready
+// and its paced feed would trip the receivers' alerts.
+func TestSpillConsumerConfig(t *testing.T) {
+	main := consumer.Config{Group: "g", InstanceID: "w-1", StartOffset: "latest", Observer: struct{ consumer.Observer }{}}
+	c := spillConsumerConfig(main)
+	if c.Group != "g.spill" || c.InstanceID != "w-1-spill" || c.StartOffset != "earliest" {
+		t.Fatalf("group %q, instance %q, start %q", c.Group, c.InstanceID, c.StartOffset)
+	}
+	if c.Observer != nil {
+		t.Fatalf("the spill consumer reports to the main consumer's observer %T", c.Observer)
+	}
+	if c.FetchMaxBytes != spillFetchMaxBytes || c.MaxConcurrentFetches != spillFetches {
+		t.Fatalf("fetches %d × %d bytes", c.MaxConcurrentFetches, c.FetchMaxBytes)
 	}
 }

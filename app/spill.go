@@ -39,6 +39,12 @@ func spillConsumerConfig(c consumer.Config) consumer.Config {
 	// The spill topic is read from its start: a parked record is always
 	// delivered, whenever the group first sees the topic.
 	c.StartOffset = "earliest"
+	// Its membership, commits and fetches are not a receiver's: with the
+	// main consumer's observer its Ready(false) while it rebalances would
+	// clear fanout_ready, and a detached route's feed, which goes at the
+	// route's pace, would trip the receiver alerts (commits stalled, lag).
+	// fanout_route_spill_backlog_* say how it keeps up.
+	c.Observer = nil
 	return c
 }
 
