@@ -51,7 +51,7 @@ type hit struct {
 // and exits 0.
 func TestEndToEnd(t *testing.T) {
 	bin := buildBinary(t)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders", "orders-audit", "orders.dlq"))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders", "orders-audit", "orders.dlq", "orders.spill.billing"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +83,9 @@ func TestEndToEnd(t *testing.T) {
         workers: 4
         retry: {max_attempts: 2, initial_backoff: 10ms}
         dead_letter_topic: orders.dlq
+        # never congested for 30s here: the spill series are exported
+        # (checkMetricsEndpoint), the route stays attached
+        spill: {topic: orders.spill.billing}
         http:
           url: %s/events
           signing_secret: ${E2E_SECRET}

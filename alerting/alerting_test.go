@@ -66,6 +66,10 @@ var knownMetrics = []string{
 	"fanout_route_queue_wait_seconds",
 	"fanout_partition_high_watermark",
 	"fanout_route_dead_letter_failures_total",
+	"fanout_route_detached",
+	"fanout_route_spilled_records_total",
+	"fanout_route_spill_backlog_records",
+	"fanout_route_spill_backlog_seconds",
 }
 
 // tool returns the path of the pinned tool called name (see package

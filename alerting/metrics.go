@@ -98,6 +98,7 @@ type stateDescs struct {
 	routeDepth, routeCapacity, routeCongested, routeOldest, routeWorkers, routeBusy  *prometheus.Desc
 	partPaused, partInflight, partLagRecords, partLagSeconds, partCommitted, partEnd *prometheus.Desc
 	assigned                                                                         *prometheus.Desc
+	routeDetached, routeSpilled, spillBacklogRecords, spillBacklogSeconds            *prometheus.Desc
 }
 
 var (
@@ -174,6 +175,14 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 				"Workers configured for a route.", topicRoute, nil),
 			routeBusy: prometheus.NewDesc("fanout_route_workers_busy",
 				"Workers of a route delivering a record now.", topicRoute, nil),
+			routeDetached: prometheus.NewDesc("fanout_route_detached",
+				"1 while a route with spill is detached: its records go to its spill topic (and re-attaching, until that is drained).", topicRoute, nil),
+			routeSpilled: prometheus.NewDesc("fanout_route_spilled_records_total",
+				"Records a route parked in its spill topic (acknowledged by the broker) since the process started.", topicRoute, nil),
+			spillBacklogRecords: prometheus.NewDesc("fanout_route_spill_backlog_records",
+				"Records in a route's spill topic its spill group has not committed, over every worker (the same on every instance).", topicRoute, nil),
+			spillBacklogSeconds: prometheus.NewDesc("fanout_route_spill_backlog_seconds",
+				"Age of the oldest record not yet delivered from a route's spill topic, over the spill partitions this instance consumes, 0 when none waits.", topicRoute, nil),
 			partPaused: prometheus.NewDesc("fanout_partition_paused",
 				"1 while fetching from an assigned partition is paused.", topicPartition, nil),
 			partInflight: prometheus.NewDesc("fanout_partition_inflight_records",
@@ -223,7 +232,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		s.routeDepth, s.routeCapacity, s.routeCongested, s.routeOldest, s.routeWorkers, s.routeBusy,
 		s.partPaused, s.partInflight, s.partLagRecords, s.partLagSeconds, s.partCommitted, s.partEnd,
-		s.assigned,
+		s.assigned, s.routeDetached, s.routeSpilled, s.spillBacklogRecords, s.spillBacklogSeconds,
 	} {
 		ch <- d
 	}
@@ -249,7 +258,26 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 	// so "no partitions" is a value rather than a missing series.
 	assigned := make(map[string]int, len(s.Receivers))
 	var topics []string
+	// A spill topic's partitions are the spill consumer's; their oldest
+	// record gives its route's backlog age. The spill consumer's own
+	// receivers and partitions export nothing else: a detached route's
+	// feed pauses and lags by design (it goes at the route's pace), and
+	// the receiver alerts would page for it; fanout_route_detached and
+	// the spill backlog series say what matters.
+	spillOf := map[string][2]string{}
+	spillAge := map[string]float64{}
 	for _, r := range s.Receivers {
+		for _, rt := range r.Routes {
+			if sp := rt.Spill; sp != nil {
+				spillOf[sp.Topic] = [2]string{r.Topic, rt.Route}
+				spillAge[sp.Topic] = 0
+			}
+		}
+	}
+	for _, r := range s.Receivers {
+		if _, ok := spillOf[r.Topic]; ok {
+			continue
+		}
 		if _, ok := assigned[r.Topic]; !ok {
 			assigned[r.Topic] = 0
 			topics = append(topics, r.Topic)
@@ -263,9 +291,20 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 			gauge(d.routeOldest, rt.OldestPending.Seconds(), r.Topic, rt.Route)
 			gauge(d.routeWorkers, float64(rt.Workers), r.Topic, rt.Route)
 			gauge(d.routeBusy, float64(rt.Busy), r.Topic, rt.Route)
+			if sp := rt.Spill; sp != nil {
+				gauge(d.routeDetached, boolValue(sp.Detached), r.Topic, rt.Route)
+				ch <- prometheus.MustNewConstMetric(d.routeSpilled, prometheus.CounterValue, float64(sp.Spilled), r.Topic, rt.Route)
+				gauge(d.spillBacklogRecords, float64(max(sp.Backlog, 0)), r.Topic, rt.Route)
+			}
 		}
 	}
 	for _, p := range s.Partitions {
+		if _, ok := spillAge[p.Topic]; ok {
+			if !p.OldestPending.IsZero() {
+				spillAge[p.Topic] = max(spillAge[p.Topic], now.Sub(p.OldestPending).Seconds())
+			}
+			continue
+		}
 		if _, ok := assigned[p.Topic]; !ok {
 			topics = append(topics, p.Topic)
 		}
@@ -289,6 +328,9 @@ func (m *Metrics) collectState(ch chan<- prometheus.Metric, s consumer.Snapshot,
 	}
 	for _, t := range topics {
 		gauge(d.assigned, float64(assigned[t]), t)
+	}
+	for spillTopic, tr := range spillOf {
+		gauge(d.spillBacklogSeconds, spillAge[spillTopic], tr[0], tr[1])
 	}
 }
 

@@ -68,6 +68,53 @@ func sampleSnapshot() consumer.Snapshot {
 	}
 }
 
+// spillSnapshot is sampleSnapshot with payments/ledger detached to its
+// spill topic, whose one partition the spill consumer holds.
+func spillSnapshot() consumer.Snapshot {
+	s := sampleSnapshot()
+	s.Receivers[1].Routes[0].Spill = &fanout.SpillStats{Topic: "payments.spill.ledger", Detached: true, Spilled: 42, Backlog: 7}
+	s.Receivers = append(s.Receivers, fanout.ReceiverStats{Topic: "payments.spill.ledger",
+		Routes: []fanout.RouteStats{{Topic: "payments.spill.ledger", Route: "ledger", Capacity: 10, Workers: 1}}})
+	s.Partitions = append(s.Partitions,
+		consumer.PartitionStats{Topic: "payments.spill.ledger", Partition: 0, Committed: 3, End: 10, Lag: 7, OldestPending: scrapeTime.Add(-25 * time.Second)})
+	return s
+}
+
+func TestStateSpill(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	m.CollectFrom(spillSnapshot)
+	out := gatherText(t, reg, "fanout_route_detached", "fanout_route_spilled_records_total", "fanout_route_spill_backlog_records", "fanout_route_spill_backlog_seconds")
+	for _, want := range []string{
+		`fanout_route_detached{route="ledger",topic="payments"} 1`,
+		`fanout_route_spilled_records_total{route="ledger",topic="payments"} 42`,
+		`fanout_route_spill_backlog_records{route="ledger",topic="payments"} 7`,
+		`fanout_route_spill_backlog_seconds{route="ledger",topic="payments"} 25`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `route="crm"`) {
+		t.Errorf("a route without spill has spill series:\n%s", out)
+	}
+	// The spill consumer's partition and route series stay out: the
+	// receiver alerts would page for a feed that pauses by design.
+	all := gatherText(t, reg)
+	if strings.Contains(all, `topic="payments.spill.ledger"`) {
+		t.Errorf("the spill topic has series of its own:\n%s", grepLines(all, "payments.spill.ledger"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // callEveryHook calls each hook once (Route and Delivered once per outcome).
 func callEveryHook(m *Metrics) {
 	ro := m.Route("orders", "crm")
@@ -478,7 +525,7 @@ func TestStateRevokedPartitionDisappears(t *testing.T) {
 func TestExportsEveryRuleMetric(t *testing.T) {
 	m, reg := newTestMetrics(t)
 	callEveryHook(m)
-	m.CollectFrom(sampleSnapshot)
+	m.CollectFrom(spillSnapshot)
 	driveKafkaClients(t, reg)
 	exported := gatheredNames(t, reg, "fanout_")
 

@@ -23,6 +23,7 @@ import (
 	"github.com/receiver-fanout/fanout/fanout"
 	"github.com/receiver-fanout/fanout/routes"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 )
@@ -45,9 +46,14 @@ type Options struct {
 
 // Worker is one running process's worth of fanout.
 type Worker struct {
-	log       zerolog.Logger
-	env       config.Env
-	consumer  *consumer.Consumer
+	log      zerolog.Logger
+	env      config.Env
+	consumer *consumer.Consumer
+	// spill feeds detached routes from their spill topics (group
+	// <FANOUT_GROUP>.spill); nil when no route has spill. admin reads the
+	// spill topics' backlogs.
+	spill     *consumer.Consumer
+	admin     *kgo.Client
 	built     *built
 	producers *routes.Producers
 	registry  *prometheus.Registry
@@ -87,9 +93,18 @@ func New(o Options) (*Worker, error) {
 		return nil, err
 	}
 	w.producers = routes.NewProducers(append(append(base, o.KafkaOpts...), kgo.WithHooks(alerting.NewKafkaMetrics(o.Registry, "producer"))), 30*time.Second)
-	w.built, err = build(o.File, w.producers, o.LogOut)
+	var bl *backlogs
+	if hasSpill(o.File) {
+		w.admin, err = kgo.NewClient(append(base, o.KafkaOpts...)...)
+		if err != nil {
+			w.producers.Close()
+			return nil, fmt.Errorf("kafka admin client: %w", err)
+		}
+		bl = newBacklogs(kadm.NewClient(w.admin), SpillGroup(o.Env.Group))
+	}
+	w.built, err = buildWith(o.File, w.producers, bl, o.LogOut)
 	if err != nil {
-		w.producers.Close()
+		w.closeRoutes()
 		return nil, err
 	}
 	// Bind before the consumer exists: a busy port then leaves nothing
@@ -112,7 +127,22 @@ func New(o Options) (*Worker, error) {
 		w.closeRoutes()
 		return nil, err
 	}
-	metrics.CollectFrom(w.consumer.Stats)
+	if len(w.built.spills) > 0 {
+		spillEng, err := fanout.New(w.built.spills, fanout.Options{Observer: metrics, Logger: &w.log})
+		if err == nil {
+			w.spill, err = consumer.New(spillConsumerConfig(ccfg), spillEng)
+			if err != nil {
+				_ = spillEng.Close(context.Background())
+			}
+		}
+		if err != nil {
+			w.consumer.Abandon()
+			_ = w.listener.Close()
+			w.closeRoutes()
+			return nil, fmt.Errorf("spill consumer: %w", err)
+		}
+	}
+	metrics.CollectFrom(w.Stats)
 	w.server = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second}
 	return w, nil
 }
@@ -166,7 +196,26 @@ func (w *Worker) handler() http.Handler {
 func (w *Worker) Addr() string { return w.listener.Addr().String() }
 
 // Stats is the consumer's and engine's state, for the demo's view.
-func (w *Worker) Stats() consumer.Snapshot { return w.consumer.Stats() }
+func (w *Worker) Stats() consumer.Snapshot {
+	s := w.consumer.Stats()
+	if w.spill != nil {
+		ss := w.spill.Stats()
+		s.Receivers = append(s.Receivers, ss.Receivers...)
+		s.Partitions = append(s.Partitions, ss.Partitions...)
+	}
+	return s
+}
+
+func hasSpill(f *config.File) bool {
+	for _, r := range f.Receivers {
+		for _, rt := range r.Routes {
+			if rt.Spill != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Registry is the worker's metrics registry.
 func (w *Worker) Registry() *prometheus.Registry { return w.registry }
@@ -189,12 +238,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		runErr = nil // a signal while starting is a clean stop
-		w.consumer.Abandon()
+		w.abandon()
 	case runErr != nil:
 		runErr = fmt.Errorf("checking destination topics: %w", runErr)
-		w.consumer.Abandon()
+		w.abandon()
 	default:
+		// The spill consumer runs beside the main one and drains within
+		// the same budget, at the same time.
+		spillErr := make(chan error, 1)
+		if w.spill != nil {
+			go func() { spillErr <- w.spill.Run(ctx) }()
+		} else {
+			spillErr <- nil
+		}
 		runErr = w.consumer.Run(ctx)
+		if err := <-spillErr; err != nil && (runErr == nil || isDrainErr(runErr)) {
+			runErr = fmt.Errorf("spill consumer: %w", err)
+			if isDrainErr(err) {
+				runErr = err
+			}
+		}
 	}
 	var startErr error
 	if runErr != nil && !isDrainErr(runErr) {
@@ -222,11 +285,23 @@ func (w *Worker) Run(ctx context.Context) error {
 
 func isDrainErr(err error) bool { return errors.Is(err, consumer.ErrDrainCutShort) }
 
+func (w *Worker) abandon() {
+	w.consumer.Abandon()
+	if w.spill != nil {
+		w.spill.Abandon()
+	}
+}
+
 func (w *Worker) closeRoutes() {
-	if err := w.built.close(); err != nil {
-		w.log.Warn().Err(err).Msg("closing routes")
+	if w.built != nil {
+		if err := w.built.close(); err != nil {
+			w.log.Warn().Err(err).Msg("closing routes")
+		}
 	}
 	w.producers.Close()
+	if w.admin != nil {
+		w.admin.Close()
+	}
 }
 
 // NewLogger builds the process logger from FANOUT_LOG_LEVEL and

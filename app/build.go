@@ -15,7 +15,10 @@ import (
 // routes that need closing.
 type built struct {
 	receivers []fanout.ReceiverConfig
-	closers   []io.Closer
+	// spills are the receivers of the spill consumer: one per route with
+	// spill, on its spill topic, feeding that route.
+	spills  []fanout.ReceiverConfig
+	closers []io.Closer
 }
 
 // close closes every route that holds resources (HTTP connection pools).
@@ -38,7 +41,13 @@ func (b *built) close() error {
 // path. Kafka routes and dead-letter topics produce through producers; log
 // routes write to logOut.
 func build(f *config.File, producers *routes.Producers, logOut io.Writer) (*built, error) {
-	b, problems := buildRoutes(f, producers, logOut)
+	return buildWith(f, producers, nil, logOut)
+}
+
+// buildWith is build with the spill backlogs (nil: routes get no spill,
+// for a check).
+func buildWith(f *config.File, producers *routes.Producers, bl *backlogs, logOut io.Writer) (*built, error) {
+	b, problems := buildRoutes(f, producers, bl, logOut)
 	if err := f.Problems(problems); err != nil {
 		_ = b.close()
 		return nil, err
@@ -54,13 +63,13 @@ func build(f *config.File, producers *routes.Producers, logOut io.Writer) (*buil
 // anywhere and returns the problems at their field paths. It copes with a
 // file that has problems of its own (it skips what failed to decode).
 func FileProblems(f *config.File) []config.Problem {
-	b, problems := buildRoutes(f, nil, io.Discard)
+	b, problems := buildRoutes(f, nil, nil, io.Discard)
 	_ = b.close()
 	return problems
 }
 
 // buildRoutes is build's work: the engine configuration and every problem.
-func buildRoutes(f *config.File, producers *routes.Producers, logOut io.Writer) (*built, []config.Problem) {
+func buildRoutes(f *config.File, producers *routes.Producers, bl *backlogs, logOut io.Writer) (*built, []config.Problem) {
 	b := &built{}
 	var problems []config.Problem
 	for i, rc := range f.Receivers {
@@ -88,6 +97,30 @@ func buildRoutes(f *config.File, producers *routes.Producers, logOut io.Writer) 
 					problems = append(problems, config.Problem{Path: path + ".dead_letter_topic", Msg: err.Error()})
 				}
 				frc.DeadLetter = routes.DeadLetter(cl, rt.DeadLetterTopic, rt.Name)
+			}
+			if rt.Spill != nil && producers != nil && route != nil {
+				spillTopic := rt.Spill.Topic
+				cl, err := producers.Spill(spillTopic, path+".spill.topic")
+				if err != nil {
+					problems = append(problems, config.Problem{Path: path + ".spill", Msg: err.Error()})
+				} else if bl != nil {
+					frc.Spill = &fanout.SpillConfig{
+						Route:   bl.counting(spillTopic, routes.NewSpill(rt.Name, spillTopic, cl, func() int32 { return producers.Partitions(spillTopic) })),
+						After:   rt.Spill.After,
+						Backlog: bl.of(spillTopic),
+						Topic:   spillTopic,
+					}
+					// The spill consumer feeds the route from its spill
+					// topic with the route's own workers, retries and
+					// dead-letter topic; the route sees the original
+					// coordinates.
+					sr := frc
+					sr.Route = routes.Unspilled(route)
+					sr.Filter = nil // what was parked had passed it
+					sr.DeadLetter = routes.UnspilledDeadLetter(frc.DeadLetter)
+					sr.Spill = nil
+					b.spills = append(b.spills, fanout.ReceiverConfig{Topic: spillTopic, MaxInflight: rc.MaxInflight, MaxBytes: fr.MaxBytes, Routes: []fanout.RouteConfig{sr}})
+				}
 			}
 			fr.Routes = append(fr.Routes, frc)
 		}

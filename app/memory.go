@@ -89,8 +89,9 @@ func WorstCase(e config.Env, f *config.File) Memory {
 	add("held records", "refused records kept for re-offer (FANOUT_FETCH_MAX_BYTES)", int64(e.FetchMaxBytes))
 	var windows int64
 	var how []string
-	var jobs, workers int64
+	var jobs, workers, spillWindows int64
 	var clusters = map[string]bool{}
+	var spills []string
 	for _, r := range f.Receivers {
 		b := int64(r.MaxInflightMiB)<<20 + largestRecord
 		windows += b
@@ -108,9 +109,19 @@ func WorstCase(e config.Env, f *config.File) Memory {
 			if rt.DeadLetterTopic != "" {
 				clusters[""] = true
 			}
+			if rt.Spill != nil {
+				clusters["spill|"] = true // the spill client of its own
+				spills = append(spills, r.Topic+"/"+rt.Name)
+				spillWindows += int64(r.MaxInflightMiB)<<20 + largestRecord
+				jobs += int64(rt.Buffer)
+			}
 		}
 	}
 	add("in-flight records", "max_inflight_mib + one record: "+strings.Join(how, ", ")+" MiB", windows)
+	if len(spills) > 0 {
+		add("spill consumer", fmt.Sprintf("%d × %s fetches ×%d, as much held, and the in-flight records of %s", spillFetches, mib(spillFetchMaxBytes), fetchExpansion, strings.Join(spills, ", ")),
+			spillFetches*spillFetchMaxBytes*fetchExpansion+spillFetchMaxBytes+spillWindows)
+	}
 	add("route queues", fmt.Sprintf("%d buffered jobs × %d B", jobs, jobBytes), jobs*jobBytes)
 	add("route workers", "stacks and HTTP connections", workers)
 	add("producers", fmt.Sprintf("%d clients × %s", len(clusters), mib(producerBuffer)), int64(len(clusters))*producerBuffer)

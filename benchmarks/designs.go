@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/receiver-fanout/fanout/fanout"
@@ -51,6 +52,10 @@ const (
 	engineFastWork = 4    // design (5): fast route workers
 	engineSlowWork = 64   // design (5): slow route workers
 	engineBuffer   = 1024 // design (5): each route's buffer
+	// spillAfter is design (6)'s spill.after: short beside the run's
+	// duration so that most of a stalled run is spent detached (the
+	// product's default is 30s).
+	spillAfter = 250 * time.Millisecond
 )
 
 var designs = []designSpec{
@@ -59,6 +64,7 @@ var designs = []designSpec{
 	{3, fmt.Sprintf("(3) shared semaphore, cap %d", semaphoreCap), func() design { return &semaphore{max: semaphoreCap} }},
 	{4, fmt.Sprintf("(4) shared channel %d + %d workers", poolChannel, poolWorkers), func() design { return &workerPool{size: poolChannel, workers: poolWorkers} }},
 	{5, "(5) fanout engine", func() design { return &engineDesign{} }},
+	{6, fmt.Sprintf("(6) fanout engine, slow route spills after %s", spillAfter), func() design { return &engineDesign{spill: true} }},
 }
 
 // waitAll is proposal 1: call every route in parallel and wait for all of
@@ -196,10 +202,30 @@ func (d *workerPool) stop() error {
 // the partition may flow and offers it again, as the consumer's poll loop
 // does (it pauses the partition meanwhile).
 type engineDesign struct {
-	e *fanout.Engine
-	r *fanout.Receiver
-	m fanout.Message // reused: Offer copies it
+	spill bool // (6): the slow route detaches to a spill topic
+	e     *fanout.Engine
+	r     *fanout.Receiver
+	m     fanout.Message // reused: Offer copies it
 }
+
+// parking stands in for a spill topic: its producer acknowledges each
+// record at once and nothing replays it during the run, so its backlog is
+// every record it took.
+type parking struct{ n atomic.Int64 }
+
+func (p *parking) Name() string { return "parking" }
+
+func (p *parking) Deliver(context.Context, fanout.Message) error {
+	p.n.Add(1)
+	return nil
+}
+
+func (p *parking) DeliverAsync(_ context.Context, _ fanout.Message, done fanout.Completion) {
+	p.n.Add(1)
+	done.Done(nil)
+}
+
+func (p *parking) backlog(context.Context) (int64, error) { return p.n.Load(), nil }
 
 const engineTopic = "bench"
 
@@ -213,11 +239,16 @@ func (d *engineDesign) start(routes []routeFn) error {
 			return nil
 		}}
 	}
+	slow := fanout.RouteConfig{Route: adapt("slow", routes[1]), Workers: engineSlowWork, Buffer: engineBuffer, Ordering: fanout.OrderNone}
+	if d.spill {
+		p := &parking{}
+		slow.Spill = &fanout.SpillConfig{Route: p, After: spillAfter, Backlog: p.backlog, Topic: "parking"}
+	}
 	e, err := fanout.New([]fanout.ReceiverConfig{{
 		Topic: engineTopic,
 		Routes: []fanout.RouteConfig{
 			{Route: adapt("fast", routes[0]), Workers: engineFastWork, Buffer: engineBuffer, Ordering: fanout.OrderNone},
-			{Route: adapt("slow", routes[1]), Workers: engineSlowWork, Buffer: engineBuffer, Ordering: fanout.OrderNone},
+			slow,
 		},
 	}}, fanout.Options{})
 	if err != nil {

@@ -95,7 +95,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&cfg.slowFactor, "slow-factor", 50, "designs: the slow route takes this many times -fast per record (a sleep)")
 	fs.IntVar(&cfg.payload, "payload", 1024, "designs: bytes per record")
 	fs.Uint64Var(&heapLimitMiB, "heap-limit-mib", 1024, "designs: stop a run when heap + goroutine stacks exceed this")
-	fs.StringVar(&designList, "designs", "1,2,3,4,5", "designs: designs to run, 1-4 the proposal's, 5 the engine")
+	fs.StringVar(&designList, "designs", "1,2,3,4,5,6", "designs: designs to run, 1-4 the proposal's, 5 the engine, 6 the engine with its slow route spilling")
 	fs.StringVar(&workloadList, "workloads", "normal,stall", "designs: workloads to run")
 	fs.BoolVar(&cfg.isolate, "isolate", true, "designs: run each design in a fresh process, so runs cannot skew each other's peaks")
 

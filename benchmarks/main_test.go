@@ -84,7 +84,7 @@ func TestHarness_shortRunRendersTable(t *testing.T) {
 
 func TestRealMain_rejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"-designs", "6"},
+		{"-designs", "7"},
 		{"-workloads", "burst"},
 		{"-duration", "0s"},
 		{"extra"},

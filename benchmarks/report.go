@@ -119,8 +119,11 @@ median of each rate, count and latency over the rounds, and the highest of each 
 - (5) this engine: `+"`fanout.New`"+`, one receiver, one partition (in-flight window: the default 10000);
   the fast route %d workers, the slow one %d, each with its own buffer of %d, ordering `+"`none`"+`; next offers the record and on `+"`ErrCongested`"+`
   waits for `+"`OnResume`"+` and offers it again, as the consumer does.
+- (6) the same engine, the slow route with `+"`spill`"+` (after %s): once congested that long it
+  detaches, and its records go to a parking route that acknowledges at once (standing in for
+  the spill topic's producer; nothing replays it during the run).
 
-`, semaphoreCap, poolChannel, poolWorkers, engineFastWork, engineSlowWork, engineBuffer)
+`, semaphoreCap, poolChannel, poolWorkers, engineFastWork, engineSlowWork, engineBuffer, spillAfter)
 	fmt.Fprintf(&b, `Columns: *ingested/s* counts the records next accepted (returned) per second; *fast route/s* the
 fast route's completed records per second; *fast delivered / ingested* both counts over the
 run; *fast p50/p99* the time from handing a record to next to the end of the fast route's work
@@ -339,5 +342,30 @@ func conclusions(rep *report) []string {
 			strings.Join(parts, "; "), es.ingested, engineBuffer, engineSlowWork, all, fmtLat(*es, es.fastP99),
 			float64(es.fastDelivered)/float64(max(best, 1))))
 	}
+	if line := spillConclusion(rep); line != "" {
+		out = append(out, line)
+	}
 	return out
+}
+
+// spillConclusion compares the fast route beside a stalled slow route with
+// and without spill, and against the fast route beside a healthy one.
+func spillConclusion(rep *report) string {
+	sp, es, sn := rep.get(6, "stall"), rep.get(5, "stall"), rep.get(6, "normal")
+	if sp == nil || es == nil {
+		return ""
+	}
+	verdict := "With spill the fast route keeps its rate through the stall"
+	if sp.fastRate() < 0.9*rep.cfg.rate {
+		verdict = fmt.Sprintf("In this run the fast route did NOT keep the offered rate with spill (%.0f%% of it)", 100*sp.fastRate()/rep.cfg.rate)
+	}
+	line := fmt.Sprintf("**Fast route, slow route stalled, with spill.** %s: it completed %s records/s (%d records; offered %s/s) "+
+		"against %s/s without spill (%d records, then paused), p99 %s against %s",
+		verdict, fmtCount(sp.fastRate()), sp.fastDelivered, fmtCount(rep.cfg.rate), fmtCount(es.fastRate()), es.fastDelivered,
+		fmtLat(*sp, sp.fastP99), fmtLat(*es, es.fastP99))
+	if sn != nil {
+		line += fmt.Sprintf(" (%s beside a healthy slow route, %.1f×)", fmtLat(*sn, sn.fastP99), float64(sp.fastP99)/float64(max(sn.fastP99, 1)))
+	}
+	return line + fmt.Sprintf(". The first %s of the stall are the wait before detaching, when the partition pauses as in (5); "+
+		"its peak memory (%.1f MiB heap, %d goroutines) stays that of the buffers.", spillAfter, mib(sp.peakHeap), sp.peakGor)
 }

@@ -141,6 +141,19 @@ type Route struct {
 	DeadLetterTopic string
 	HTTP            *HTTP  // http: required for, and only for, type http
 	Kafka           *Kafka // kafka: required for, and only for, type kafka
+	// Spill (spill), when set, detaches the route when it stays congested:
+	// its records go to a parking topic that feeds it at its own pace.
+	Spill *Spill
+}
+
+// DefaultSpillAfter is how long a route with spill must stay congested
+// before it detaches, when spill.after is not set.
+const DefaultSpillAfter = 30 * time.Second
+
+// Spill is a route's parking topic.
+type Spill struct {
+	Topic string        // topic: required; must exist
+	After time.Duration // after: default DefaultSpillAfter
 }
 
 // Filter selects records by header: a record passes when every listed
@@ -236,6 +249,9 @@ func (f *File) SetDefaults() {
 			if rt.HTTP != nil && rt.HTTP.Timeout == 0 {
 				rt.HTTP.Timeout = DefaultHTTPTimeout
 			}
+			if rt.Spill != nil && rt.Spill.After == 0 {
+				rt.Spill.After = DefaultSpillAfter
+			}
 		}
 	}
 }
@@ -276,6 +292,9 @@ func (f *File) Summary() string {
 			}
 			if rt.DeadLetterTopic != "" {
 				fmt.Fprintf(&b, " dlq=%s", rt.DeadLetterTopic)
+			}
+			if rt.Spill != nil {
+				fmt.Fprintf(&b, " spill=%s after %s", rt.Spill.Topic, rt.Spill.After)
 			}
 			b.WriteByte('\n')
 		}

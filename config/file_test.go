@@ -473,6 +473,9 @@ func TestExampleFileIsValid(t *testing.T) {
 	if billing.HTTP.Headers["Authorization"] != "Bearer token" || billing.HTTP.SigningSecret != Secret(testSecret) || billing.Retry.MaxAttempts != 5 {
 		t.Errorf("billing route = %+v, http %+v", billing, billing.HTTP)
 	}
+	if billing.Spill == nil || *billing.Spill != (Spill{Topic: "orders.spill.billing", After: 30 * time.Second}) {
+		t.Errorf("billing spill = %+v, want orders.spill.billing after 30s", billing.Spill)
+	}
 	if tls := f.Receivers[0].Routes[1].HTTP.TLS; tls == nil || *tls != (TLS{}) {
 		t.Errorf("crm tls without its variables = %+v, want every file empty", tls)
 	}

@@ -70,6 +70,13 @@ func (d *decoder) route(n ast.Node, path string) Route {
 		},
 		"http":  func(v ast.Node, p string) { rt.HTTP = d.http(v, p) },
 		"kafka": func(v ast.Node, p string) { rt.Kafka = d.kafka(v, p) },
+		"spill": func(v ast.Node, p string) {
+			rt.Spill = &Spill{After: DefaultSpillAfter}
+			d.object(v, p, fields{
+				"topic": func(v ast.Node, p string) { rt.Spill.Topic = d.str(v, p) },
+				"after": func(v ast.Node, p string) { d.duration(v, p, &rt.Spill.After) },
+			}, false)
+		},
 	}, false)
 	if !workers {
 		rt.Workers = DefaultWorkersFor(rt.Type)

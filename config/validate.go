@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 )
@@ -29,6 +30,23 @@ func validateFile(f *File, p *problems) {
 			topics[r.Topic] = i
 		}
 		validateReceiver(r, path, p)
+	}
+	// A spill topic parks one route's records: it is no receiver's topic
+	// and no other route's spill topic.
+	spills := make(map[string]string)
+	for i := range f.Receivers {
+		for j, rt := range f.Receivers[i].Routes {
+			if rt.Spill == nil || rt.Spill.Topic == "" {
+				continue
+			}
+			tp := fmt.Sprintf("receivers[%d].routes[%d].spill.topic", i, j)
+			if k, ok := topics[rt.Spill.Topic]; ok {
+				p.addf(tp, "is the topic of receivers[%d]", k)
+			} else if other, dup := spills[rt.Spill.Topic]; dup {
+				p.addf(tp, "is also the spill topic of %s: each route parks its records in a topic of its own", other)
+			}
+			spills[rt.Spill.Topic] = fmt.Sprintf("receivers[%d].routes[%d]", i, j)
+		}
 	}
 }
 
@@ -102,6 +120,19 @@ func validateRoute(r *Receiver, rt *Route, path string, p *problems) {
 		dp := path + ".dead_letter_topic"
 		if checkTopic(p, dp, rt.DeadLetterTopic, false) && rt.DeadLetterTopic == r.Topic {
 			p.addf(dp, "must differ from the receiver's topic, or failed records would be consumed again")
+		}
+	}
+	if rt.Spill != nil {
+		sp := path + ".spill"
+		switch tp := sp + ".topic"; {
+		case !checkTopic(p, tp, rt.Spill.Topic, true):
+		case rt.Spill.Topic == r.Topic:
+			p.addf(tp, "must differ from the receiver's topic, or parked records would be consumed as new ones")
+		case rt.Spill.Topic == rt.DeadLetterTopic:
+			p.addf(tp, "must differ from the route's dead_letter_topic")
+		}
+		if rt.Spill.After <= 0 {
+			p.addf(sp+".after", "must be positive, got %s", rt.Spill.After)
 		}
 	}
 

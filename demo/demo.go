@@ -54,24 +54,31 @@ the process:
   flaky      answers 503 to 10% of requests (retried) and 400 to 1% of
              records (permanent): retries, then the dead-letter topic
   congested  orders only: answers in 1ms, then 8s after the group is
-             joined it takes 2s a request for 10s, and recovers
+             joined it takes 2s a request for 10s, and recovers; it has
+             spill: congested for 3s, it detaches to the topic
+             orders.spill.congested and is fed from there
   audit      a kafka route copying every record to the topic "audit"
 
 Watch the three goals of the design hold live: the fast route is never
 slowed by the slow one, each receiver ingests at the rate events arrive,
-and when orders/congested fills its queue only the orders partitions pause
-while payments keeps its rate. The view also shows the alerts of the
-shipped rules (alerting/rules.yml), evaluated every second on the worker's
-metrics by Prometheus's own PromQL engine: how long each condition has
-held against its for: (pending), and what fires.
+and a slow destination holds back only its own route: orders/congested
+fills its queue and pauses orders for 3s, then detaches; its records wait
+in its spill topic (the view shows the backlog and its age) while orders
+and its other routes keep their full rate, and once the destination
+recovers the backlog drains and the route re-attaches. The view also
+shows the alerts of the shipped rules (alerting/rules.yml), evaluated
+every second on the worker's metrics by Prometheus's own PromQL engine:
+how long each condition has held against its for: (pending), and what
+fires.
 
 On a terminal the view is live (q or Ctrl-C quits); it is laid out for
 80×24 and says so when the terminal is smaller. Otherwise, or with
 --plain, one status line a second goes to stdout, and the demo stops by
-itself a few seconds after orders has resumed and caught up (about 30s
-in all). --duration D stops either after D instead. /metrics, /healthz
-and /readyz are served as by "fanout run", on --http-addr (when that port
-is busy, on a free port; the address is printed at start).
+itself a few seconds after orders has caught up and orders/congested
+re-attached (about 30s in all). --duration D stops either after D
+instead. /metrics, /healthz and /readyz are served as by "fanout run",
+on --http-addr (when that port is busy, on a free port; the address is
+printed at start).
 `
 
 // Defaults of the flags.
@@ -100,6 +107,9 @@ type Options struct {
 	// worker joined the group, lasts congestFor, and meanwhile every
 	// request takes congestDelay.
 	congestAfter, congestFor, congestDelay time.Duration
+	// spillAfter is orders/congested's spill.after: how long it stays
+	// congested before it detaches to its spill topic.
+	spillAfter time.Duration
 	// tick is how often the worker is scraped, the rules evaluated and the
 	// figures computed.
 	tick time.Duration
@@ -138,6 +148,11 @@ func (o *Options) setDefaults() {
 	}
 	if o.congestDelay <= 0 {
 		o.congestDelay = 2 * time.Second
+	}
+	if o.spillAfter <= 0 {
+		// Well within the congestion: the route detaches and orders
+		// flows again for most of it.
+		o.spillAfter = 3 * time.Second
 	}
 	if o.tick <= 0 {
 		o.tick = time.Second
@@ -239,7 +254,7 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 	}
 	undo = append(undo, d.sinks.close)
 
-	d.file = demoFile(d.sinks)
+	d.file = demoFile(d.sinks, o.spillAfter)
 	if err := d.file.Validate(); err != nil {
 		return nil, fmt.Errorf("demo configuration: %w", err)
 	}

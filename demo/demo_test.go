@@ -70,15 +70,22 @@ func (r *recorder) describe() string {
 // story is what the figures tell about the congestion of orders.
 type story struct {
 	everyRouteDelivered bool
-	// pauseFrom..pauseTo is a run of samples during which orders had
-	// paused partitions while orders/congested was congested.
-	pauseFrom, pauseTo int
-	paused             bool
-	// paymentsDuringPause is how many deliveries payments made meanwhile.
-	paymentsDuringPause int64
-	// recoveredAt is a later sample where orders flows again.
-	recoveredAt int
-	recovered   bool
+	// detachFrom..detachTo is the first run of samples in which
+	// orders/congested was detached, from one during the congestion.
+	detachFrom, detachTo int
+	detached             bool
+	// Over that run: the records produced to orders and consumed from
+	// it, and the fewest any other route of orders delivered (slowest).
+	produced, consumed, siblings int64
+	slowest                      string
+	// metAt is a sample of the run, or after it while the route was
+	// still detached, at which goal 3 was met.
+	metAt int
+	met   bool
+	// reattachedAt is the first later sample, once the congestion is
+	// over, in which the route is attached again.
+	reattachedAt int
+	reattached   bool
 }
 
 func readStory(figs []Figures) story {
@@ -93,32 +100,35 @@ func readStory(figs []Figures) story {
 			s.everyRouteDelivered = s.everyRouteDelivered && rt.Delivered > 0
 		}
 	}
-	ordersPaused := func(i int) bool { return figs[i].Receiver(topicOrders).Paused() > 0 }
-	for a := 0; a < len(figs); a++ {
-		if !ordersPaused(a) {
-			continue
-		}
-		b, congested := a, false
-		for ; b+1 < len(figs) && ordersPaused(b+1); b++ {
-		}
-		for i := a; i <= b; i++ {
-			rt := figs[i].Receiver(topicOrders).Route(routeCongested)
-			congested = congested || (figs[i].Phase.Congested && rt.Congested())
-		}
-		grew := figs[b].Receiver(topicPayments).Delivered() - figs[a].Receiver(topicPayments).Delivered()
-		if congested && grew > s.paymentsDuringPause {
-			s.paused, s.pauseFrom, s.pauseTo, s.paymentsDuringPause = true, a, b, grew
-		}
-		a = b
-	}
-	if !s.paused {
+	congested := func(i int) *RouteFigures { return figs[i].Receiver(topicOrders).Route(routeCongested) }
+	a := slices.IndexFunc(figs, func(f Figures) bool {
+		return f.Phase.Congested && f.Receiver(topicOrders).Route(routeCongested).Detached()
+	})
+	if a < 0 {
 		return s
 	}
-	consumedThen := figs[s.pauseTo].Receiver(topicOrders).Consumed
-	for j := s.pauseTo + 1; j < len(figs); j++ {
-		o := figs[j].Receiver(topicOrders)
-		if figs[j].Phase.Over && o.Paused() == 0 && o.Consumed > consumedThen {
-			s.recovered, s.recoveredAt = true, j
+	b := a
+	for ; b+1 < len(figs) && congested(b+1).Detached(); b++ {
+	}
+	s.detached, s.detachFrom, s.detachTo = true, a, b
+	from, to := figs[a].Receiver(topicOrders), figs[b].Receiver(topicOrders)
+	s.produced, s.consumed, s.siblings = to.Produced-from.Produced, to.Consumed-from.Consumed, -1
+	for _, rt := range to.Routes {
+		if rt.Name == routeCongested {
+			continue
+		}
+		if n := rt.Delivered - from.Route(rt.Name).Delivered; s.siblings < 0 || n < s.siblings {
+			s.siblings, s.slowest = n, rt.Name
+		}
+	}
+	for j := a; j <= b; j++ {
+		if !s.met && figs[j].Goals[2].State == GoalMet {
+			s.met, s.metAt = true, j
+		}
+	}
+	for j := b + 1; j < len(figs); j++ {
+		if figs[j].Phase.Over && !congested(j).Detached() {
+			s.reattached, s.reattachedAt = true, j
 			break
 		}
 	}
@@ -126,7 +136,7 @@ func readStory(figs []Figures) story {
 }
 
 func (s story) done() bool {
-	return s.everyRouteDelivered && s.paused && s.paymentsDuringPause > 0 && s.recovered
+	return s.everyRouteDelivered && s.detached && s.reattached
 }
 
 // The compressed demo ticks every replayTick; the monitor's clock moves
@@ -139,22 +149,29 @@ const (
 	replayStep = 15 * time.Second
 )
 
-// TestCongestionPausesOnlyItsReceiver runs the plain demo without
+// TestCongestionStaysInsideItsRoute runs the plain demo without
 // --duration on a compressed timeline (congestion 1s after the join, for
-// 4s; the monitor's clock 75 times faster) and checks what it shows:
-// records reach every route, orders pauses while its congested route is
-// stuck and recovers after, payments keeps delivering meanwhile, and the
-// demo stops by itself once orders has recovered. The alerts: a critical
-// one for orders fires once its condition held for its for: (both read
-// from alerting/rules.yml here), payments raises none but on the route that
-// fails by design, and promtool, given the series the demo scraped, reports
-// the very alerts the demo showed, at every tick.
-func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
+// 6s; orders/congested's spill.after 500ms; the monitor's clock 75 times
+// faster) and checks what it shows: records reach every route;
+// orders/congested detaches during the congestion, and as long as it is
+// detached orders ingests what arrives and its other routes deliver it,
+// while the route's records wait in its spill topic; goal 3 is met then;
+// once the congestion is over the backlog drains, every parked record
+// reaches the route and the route re-attaches; the demo stops by itself
+// after that. The alerts:
+// the rule on fanout_route_detached fires for orders/congested once it
+// held its for: (read from alerting/rules.yml here), payments raises none
+// but on the route that fails by design, and promtool, given the series
+// the demo scraped, reports the very alerts the demo showed, at every
+// tick.
+func TestCongestionStaysInsideItsRoute(t *testing.T) {
 	rec := &recorder{}
 	var mon *monitor // set when Run has returned
 	o := Options{
 		HTTPAddr: "127.0.0.1:0", Plain: true, Rate: 100, Version: "test",
-		congestAfter: time.Second, congestFor: 4 * time.Second, congestDelay: 500 * time.Millisecond,
+		// At 100 events a second orders/congested's queue (200) fills in
+		// about 2s once each request takes 2s; it detaches 500ms later.
+		congestAfter: time.Second, congestFor: 6 * time.Second, congestDelay: 2 * time.Second, spillAfter: 500 * time.Millisecond,
 		tick: replayTick, virtualStep: replayStep, observe: rec.add, inspect: func(m *monitor) { mon = m },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -178,22 +195,47 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	figs := rec.all()
 	s := readStory(figs)
 	if !s.done() {
-		t.Fatalf("Run stopped before the story was told: every route delivering, orders pausing and recovering while payments flows:\n%s", rec.describe())
+		t.Fatalf("Run stopped before the story was told: every route delivering, orders/congested detaching during the congestion and re-attaching after:\n%s", rec.describe())
 	}
-	if last := figs[len(figs)-1]; !recovered(last) || last.Elapsed-figs[s.recoveredAt].Elapsed < settle {
-		t.Errorf("Run stopped at t=%s, want %s after orders recovered at t=%s", last.Elapsed, settle, figs[s.recoveredAt].Elapsed)
+	last := figs[len(figs)-1]
+	if !recovered(last) || last.Elapsed-figs[s.reattachedAt].Elapsed < settle {
+		t.Errorf("Run stopped at t=%s, want %s after orders/congested re-attached at t=%s", last.Elapsed, settle, figs[s.reattachedAt].Elapsed)
 	}
-	from, to := figs[s.pauseFrom], figs[s.pauseTo]
-	t.Logf("orders paused t=%s–%s (congestion t=%s–%s); payments delivered %d meanwhile; orders flowing again at t=%s",
+	from, to := figs[s.detachFrom], figs[s.detachTo]
+	t.Logf("orders/congested detached t=%s–%s (the congestion t=%s–%s): orders produced %d, consumed %d, its slowest other route (%s) delivered %d meanwhile; goal 3 met at t=%v; re-attached at t=%s",
 		from.Elapsed.Round(time.Millisecond), to.Elapsed.Round(time.Millisecond),
 		to.Phase.Start.Round(time.Millisecond), to.Phase.End.Round(time.Millisecond),
-		s.paymentsDuringPause, figs[s.recoveredAt].Elapsed.Round(time.Millisecond))
+		s.produced, s.consumed, s.slowest, s.siblings, figs[s.metAt].Elapsed.Round(time.Millisecond), figs[s.reattachedAt].Elapsed.Round(time.Millisecond))
+	// While the route is detached orders keeps flowing: it consumes what
+	// arrives and its other routes deliver it. (A paused receiver would
+	// consume and deliver nothing; the bound leaves room for the records
+	// in flight at either end of the window.)
+	const flowing = 0.75
+	if s.detachTo-s.detachFrom < 2 || s.produced <= 0 || float64(s.consumed) < flowing*float64(s.produced) || float64(s.siblings) < flowing*float64(s.produced) {
+		t.Errorf("while orders/congested was detached (%d samples) orders consumed %d and %s delivered %d of %d produced, want at least %.0f%% each:\n%s",
+			s.detachTo-s.detachFrom+1, s.consumed, s.slowest, s.siblings, s.produced, 100*flowing, rec.describe())
+	}
+	if !s.met {
+		t.Errorf("goal 3 never met while orders/congested was detached:\n%s", rec.describe())
+	}
+	// Parked while detached, and every parked record delivered from the
+	// spill topic once the route is attached again.
+	sp := to.Receiver(topicOrders).Route(routeCongested).Spill
+	if sp.Topic != spillTopic() || sp.DetachedAt < to.Phase.Start || sp.ReattachedAt >= 0 || sp.Spilled == 0 {
+		t.Errorf("orders/congested's spill while detached: %+v", sp)
+	}
+	end := last.Receiver(topicOrders).Route(routeCongested).Spill
+	if end.Spilled == 0 || end.Delivered < end.Spilled || end.Backlog != 0 || end.ReattachedAt < last.Phase.End {
+		t.Errorf("orders/congested's spill at the end: %+v; want records parked, each delivered from %s, no backlog, re-attached after the congestion", end, spillTopic())
+	}
+	if g := last.Goals[2]; g.State != GoalMet {
+		t.Errorf("at the end goal 3 is %d: %s", g.State, g.Detail)
+	}
 
-	page := checkAlerts(t, figs, "../alerting/rules.yml", replayStep)
+	detach := checkAlerts(t, figs, "../alerting/rules.yml", replayStep)
 	promtoolAgrees(t, "../alerting/rules.yml", mon, replayStep, ticksOf(figs))
 
 	// The flaky route retried and dead-lettered.
-	last := figs[len(figs)-1]
 	for _, topic := range receiverTopics() {
 		fl := last.Receiver(topic).Route(routeFlaky)
 		if fl.Retries == 0 || fl.DeadLetters == 0 {
@@ -201,7 +243,8 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 		}
 	}
 
-	// The plain output: the intro, a status line a second, the summary.
+	// The plain output: the intro, a status line a second, what the
+	// spill did, the summary.
 	out := stdout.String()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	status := 0
@@ -219,42 +262,61 @@ func TestCongestionPausesOnlyItsReceiver(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "fanout demo: embedded Kafka at 127.0.0.1:") {
 		t.Errorf("first line %q", lines[0])
 	}
-	if !strings.Contains(out, "[congested]") || !strings.Contains(out, "CONGESTED") {
-		t.Errorf("no status line shows the congestion:\n%s", out)
-	}
 	if l := lines[len(lines)-1]; !strings.HasPrefix(l, "fanout demo: stopping after") {
 		t.Errorf("last line %q, want the summary", l)
 	}
-	for _, want := range []string{"  stops 3s after orders has resumed and caught up", "fanout demo: orders resumed and caught up at t=", "[recovered]"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the plain output lacks %q:\n%s", want, out)
+	// In this order: the intro, the congestion, the detachment and the
+	// status lines that show it, the re-attachment, the recovery.
+	at, prev := 0, "the start"
+	for _, want := range []string{
+		"  orders/congested has spill: congested for 500ms, it detaches to orders.spill.congested",
+		"  stops 3s after orders has caught up with every route attached",
+		"[congested]",
+		"fanout demo: orders/congested detached at t=",
+		" | congested ", " DETACHED backlog ",
+		"fanout demo: orders/congested re-attached at t=",
+		"fanout demo: orders caught up with every route attached at t=",
+		"[recovered]",
+	} {
+		i := strings.Index(out[at:], want)
+		if i < 0 {
+			t.Errorf("the plain output lacks %q after %q:\n%s", want, prev, out)
+			continue
 		}
+		at, prev = at+i+len(want), want
 	}
 
 	// The live view renders the same figures (no terminal: no colours):
-	// the sample of the pause with the most orders partitions paused.
-	most := from
-	for _, f := range figs[s.pauseFrom : s.pauseTo+1] {
-		if f.Receiver(topicOrders).Paused() > most.Receiver(topicOrders).Paused() {
-			most = f
-		}
+	// the last sample of the detachment, then the last one.
+	if !strings.Contains(statusLine(to), " | congested ") || !strings.Contains(statusLine(to), " DETACHED backlog ") {
+		t.Errorf("the status line of a detached route: %s", statusLine(to))
 	}
 	m := newModel(lipgloss.NewRenderer(io.Discard), "127.0.0.1:8080", replayStep)
-	next, _ := m.Update(figuresMsg(most))
+	next, _ := m.Update(figuresMsg(to))
 	view := next.View()
-	paused := fmt.Sprintf("%d/%d paused", most.Receiver(topicOrders).Paused(), receiverParts)
-	for _, want := range []string{"GOALS", "orders", "payments", "CONGESTED", paused, "rules.yml every 15s"} {
+	for _, want := range []string{"GOALS", "congestion stays inside its route", "orders", "payments", "DETACHED",
+		fmt.Sprintf("↳ DETACHED since t=%s · backlog %d records, %.1fs old", secs(sp.DetachedAt), sp.Backlog, sp.BacklogAge),
+		fmt.Sprintf("%d/%d paused", to.Receiver(topicOrders).Paused(), receiverParts), "rules.yml every 15s"} {
 		if !strings.Contains(view, want) {
 			t.Errorf("view lacks %q:\n%s", want, view)
 		}
 	}
-	// The view of the tick the page fired shows it firing, against its for:.
-	next, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 40})
-	next, _ = next.Update(figuresMsg(page.at))
+	next, _ = m.Update(figuresMsg(last))
 	view = next.View()
-	for _, want := range []string{page.alert.Name, "FIRING", "for " + dur(page.alert.For)} {
+	for _, want := range []string{fmt.Sprintf("↳ re-attached t=%s · was detached t=%s–%s · %d parked, %d delivered",
+		secs(end.ReattachedAt), secs(end.DetachedAt), secs(end.ReattachedAt), end.Spilled, end.Delivered)} {
 		if !strings.Contains(view, want) {
-			t.Errorf("view of t=%s lacks %q:\n%s", page.at.Elapsed, want, view)
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+	// The view of the tick the detachment's alert fired shows it firing,
+	// against its for:.
+	next, _ = m.Update(tea.WindowSizeMsg{Width: 80, Height: 40})
+	next, _ = next.Update(figuresMsg(detach.at))
+	view = next.View()
+	for _, want := range []string{detach.alert.Name, "FIRING", "for " + dur(detach.alert.For)} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view of t=%s lacks %q:\n%s", detach.at.Elapsed, want, view)
 		}
 	}
 }
@@ -267,15 +329,16 @@ type fired struct {
 
 // checkAlerts checks the alerts the compressed demo showed against the
 // rules file, read here on its own: no rule failed; every alert has its
-// rule's for: and fires only once its condition held that long; while
-// orders is congested, one of the alerts the other rules step aside for
-// (their expressions read its ALERTS series) fires for orders, and while
-// such an alert fires, none of the rules that step aside for it is active
-// for the same receiver; no alert of payments begins to hold during the
-// congestion but on its flaky route, which fails by design. (Alerts of
-// the first ticks may still be pending then: before the first commit,
-// FanoutPartitionStalled's condition holds.) step is how far the
-// monitor's clock moved a tick. It returns the first tick that alert fired.
+// rule's for: and fires only once its condition held that long; once
+// orders is congested, an alert of a rule on fanout_route_detached fires
+// for orders/congested; while one of the alerts the other rules step
+// aside for (their expressions read its ALERTS series) fires, none of the
+// rules that step aside for it is active for the same receiver; no alert
+// of payments begins to hold during the congestion but on its flaky
+// route, which fails by design. (Alerts of the first ticks may still be
+// pending then: before the first commit, FanoutPartitionStalled's
+// condition holds.) step is how far the monitor's clock moved a tick. It
+// returns the first tick the detachment's alert fired.
 func checkAlerts(t *testing.T, figs []Figures, rulesFile string, step time.Duration) fired {
 	t.Helper()
 	b, err := os.ReadFile(rulesFile)
@@ -297,6 +360,7 @@ func checkAlerts(t *testing.T, figs []Figures, rulesFile string, step time.Durat
 	forOf := map[string]time.Duration{}
 	mutedBy := map[string]map[string]bool{} // rule → the alerts it steps aside for
 	sources := map[string]bool{}
+	onDetached := map[string]bool{} // the rules that read fanout_route_detached
 	for _, g := range file.Groups {
 		for _, r := range g.Rules {
 			d, err := prommodel.ParseDuration(cmp.Or(r.For, "0s"))
@@ -309,6 +373,9 @@ func checkAlerts(t *testing.T, figs []Figures, rulesFile string, step time.Durat
 				t.Fatalf("%s: rule %s: %v", rulesFile, r.Alert, err)
 			}
 			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && vs.Name == "fanout_route_detached" {
+					onDetached[r.Alert] = true
+				}
 				if vs, ok := n.(*parser.VectorSelector); ok && vs.Name == alertsName {
 					for _, m := range vs.LabelMatchers {
 						if m.Name == labels.AlertName && m.Type == labels.MatchEqual {
@@ -323,7 +390,10 @@ func checkAlerts(t *testing.T, figs []Figures, rulesFile string, step time.Durat
 			})
 		}
 	}
-	var page *fired
+	if len(onDetached) == 0 {
+		t.Fatalf("%s has no rule on fanout_route_detached", rulesFile)
+	}
+	var detach *fired
 	congestedAt := time.Duration(-1) // on the monitor's clock
 	for _, f := range figs {
 		now := time.Duration(f.Tick) * step
@@ -352,20 +422,21 @@ func checkAlerts(t *testing.T, figs []Figures, rulesFile string, step time.Durat
 					t.Errorf("t=%s: %s{%s} is %s while %s fires for %s", f.Elapsed, a.Name, a.Target(), a.State, src, topic)
 				}
 			}
-			if page == nil && (f.Phase.Congested || f.Phase.Over) && a.State == AlertFiring && sources[a.Name] && topic == topicOrders {
-				page = &fired{at: f, alert: a}
+			if detach == nil && (f.Phase.Congested || f.Phase.Over) && a.State == AlertFiring && onDetached[a.Name] &&
+				topic == topicOrders && a.Labels.Get("route") == routeCongested {
+				detach = &fired{at: f, alert: a}
 			}
 			if f.Phase.Congested && topic == topicPayments && a.Labels.Get("route") != routeFlaky && now-a.Held >= congestedAt {
 				t.Errorf("t=%s: while orders is congested, payments raises %s{%s} (%s)", f.Elapsed, a.Name, a.Target(), alertStatus(&a))
 			}
 		}
 	}
-	if page == nil {
-		t.Fatalf("none of %v fired for orders once the congestion began", slices.Sorted(maps.Keys(sources)))
+	if detach == nil {
+		t.Fatalf("none of %v fired for orders/%s once the congestion began", slices.Sorted(maps.Keys(onDetached)), routeCongested)
 	}
 	t.Logf("%s{%s} fired at t=%s of the demo, its condition held %s (for: %s) on the monitor's clock",
-		page.alert.Name, page.alert.Target(), page.at.Elapsed.Round(time.Millisecond), page.alert.Held, page.alert.For)
-	return *page
+		detach.alert.Name, detach.alert.Target(), detach.at.Elapsed.Round(time.Millisecond), detach.alert.Held, detach.alert.For)
+	return *detach
 }
 
 // ticksOf maps each tick to the alerts the demo showed then.
@@ -378,7 +449,8 @@ func ticksOf(figs []Figures) map[int][]Alert {
 }
 
 // busiestFigures is the fullest the live view gets: both receivers with
-// every route congested, large counts, long details and every alert.
+// every route congested but orders/congested, detached with a large
+// backlog, large counts, long details and every alert.
 func busiestFigures(t *testing.T) Figures {
 	parts := make([]PartitionFigures, receiverParts)
 	for i := range parts {
@@ -388,12 +460,16 @@ func busiestFigures(t *testing.T) Figures {
 		return RouteFigures{Name: name, Delivered: 123456789, Rate: 12345, P99: 2500 * time.Millisecond,
 			Retries: 9876543, DeadLetters: 98765, Depth: 200, Capacity: 200, State: RouteCongested}
 	}
+	detached := route(routeCongested)
+	detached.State = RouteDetached
+	detached.Spill = &SpillFigures{Topic: spillTopic(), After: 3 * time.Second, Spilled: 123456789, Delivered: 123456789,
+		Backlog: 123456789, BacklogAge: 12345.6, DetachedAt: 3000 * time.Second, ReattachedAt: -1}
 	f := Figures{
 		Elapsed: 3599 * time.Second, Ready: true,
 		Phase: Phase{Joined: true, JoinedAt: time.Second, Start: 9 * time.Second, End: 19 * time.Second, Congested: true},
 		Receivers: []ReceiverFigures{
 			{Topic: topicOrders, ProduceRate: 12345, IngestRate: 12345, LagRecords: 123456789, LagSeconds: 12345.6, Partitions: parts,
-				Routes: []RouteFigures{route(routeFast), route(routeSlow), route(routeFlaky), route(routeCongested), route(routeAudit)}},
+				Routes: []RouteFigures{route(routeFast), route(routeSlow), route(routeFlaky), detached, route(routeAudit)}},
 			{Topic: topicPayments, ProduceRate: 12345, IngestRate: 12345, LagRecords: 123456789, LagSeconds: 12345.6, Partitions: parts,
 				Routes: []RouteFigures{route(routeFast), route(routeSlow), route(routeFlaky), route(routeAudit)}},
 		},
@@ -454,7 +530,7 @@ func TestLiveViewFits80x24(t *testing.T) {
 			if tc.wantTooSmall {
 				return
 			}
-			for _, want := range []string{"GOALS", "ALERTS", "metrics 127.0.0.1:8080", "  audit ", "123456789", "CONGESTED", "4/4 paused", "payments", first, "FIRING", "pending"} {
+			for _, want := range []string{"GOALS", "ALERTS", "metrics 127.0.0.1:8080", "  audit ", "123456789", "CONGESTED", "DETACHED", "↳ DETACHED since t=50m · backlog 123456789 records", "4/4 paused", "payments", first, "FIRING", "pending"} {
 				if !strings.Contains(view, want) {
 					t.Errorf("view lacks %q:\n%s", want, view)
 				}
@@ -519,8 +595,12 @@ func shippedAlerts(t *testing.T) []*rule {
 	return out
 }
 
-// TestGoals checks the goals on hand-made figures: orders paused by its
-// congested route, payments at full rate; then payments falling behind.
+// TestGoals checks the goals on hand-made figures: orders/congested
+// detached while orders and its other routes keep their rate, payments at
+// full rate; then another route of orders falling behind, and payments
+// falling behind; the route attached again; and a congested route that
+// does not detach in time during the scripted congestion (but may take
+// its time before it).
 func TestGoals(t *testing.T) {
 	partitions := func(paused bool) []PartitionFigures {
 		var ps []PartitionFigures
@@ -529,14 +609,20 @@ func TestGoals(t *testing.T) {
 		}
 		return ps
 	}
+	spill := func() *SpillFigures {
+		return &SpillFigures{Topic: spillTopic(), After: 3 * time.Second, Spilled: 1000, Backlog: 900, BacklogAge: 4.5,
+			DetachedAt: 12 * time.Second, ReattachedAt: -1}
+	}
 	f := Figures{
 		Tick: 20, Elapsed: 20 * time.Second, Ready: true,
 		Phase: Phase{Joined: true, JoinedAt: time.Second, Start: 9 * time.Second, End: 19 * time.Second, Congested: true},
 		Receivers: []ReceiverFigures{
-			{Topic: topicOrders, ProduceRate: 400, Partitions: partitions(true), LagSeconds: 400, Routes: []RouteFigures{
-				{Name: routeFast, P99: time.Millisecond, Capacity: 200},
-				{Name: routeSlow, P99: 50 * time.Millisecond, Capacity: 200},
-				{Name: routeCongested, Depth: 200, Capacity: 200, State: RouteCongested, P99: 2500 * time.Millisecond},
+			{Topic: topicOrders, ProduceRate: 400, IngestRate: 400, Partitions: partitions(false), LagSeconds: 0.2, Routes: []RouteFigures{
+				{Name: routeFast, Rate: 400, P99: time.Millisecond, Capacity: 200},
+				{Name: routeSlow, Rate: 399, P99: 50 * time.Millisecond, Capacity: 200},
+				{Name: routeFlaky, Rate: 396, Capacity: 200},
+				{Name: routeCongested, Rate: 2, Capacity: 200, State: RouteDetached, P99: 2 * time.Second, Spill: spill()},
+				{Name: routeAudit, Rate: 400, Capacity: 200},
 			}},
 			{Topic: topicPayments, ProduceRate: 400, IngestRate: 398, Partitions: partitions(false), Routes: []RouteFigures{
 				{Name: routeFast, Rate: 398, P99: time.Millisecond, Capacity: 200},
@@ -549,21 +635,70 @@ func TestGoals(t *testing.T) {
 	start := f
 	start.Tick = 1
 	mem.goals(&start) // joined at tick 1
-	for i, g := range mem.goals(&f) {
+	goals := mem.goals(&f)
+	for i, g := range goals {
 		if g.State != GoalMet {
 			t.Errorf("goal %d %q: state %d (%s), want met", i+1, g.Title, g.State, g.Detail)
 		}
 	}
-	if d := mem.goals(&f)[0].Detail; !strings.Contains(d, "orders paused, not judged") {
-		t.Errorf("goal 1 judges the paused receiver: %s", d)
+	if want := "orders/congested detached; orders in 400/s of 400/s, other routes ≥ 396/s; backlog 900 (4.5s)"; goals[2].Detail != want {
+		t.Errorf("goal 3: %q, want %q", goals[2].Detail, want)
 	}
 
-	// Payments falling behind while orders is paused breaks goals 2 and 3.
-	f.Receivers[1].IngestRate = 100
-	goals := mem.goals(&f)
-	for _, i := range []int{1, 2} {
-		if goals[i].State != GoalFailing {
-			t.Errorf("goal %d with payments at 100/s of 400/s: state %d (%s), want failing", i+1, goals[i].State, goals[i].Detail)
+	// Another route of orders falling behind breaks goal 3; payments
+	// falling behind breaks goal 2, not goal 3.
+	orders, payments := &f.Receivers[0], &f.Receivers[1]
+	orders.Route(routeSlow).Rate = 100
+	if g := mem.goals(&f)[2]; g.State != GoalFailing || !strings.Contains(g.Detail, "other routes ≥ 100/s") {
+		t.Errorf("goal 3 with orders/slow at 100/s: state %d (%s), want failing", g.State, g.Detail)
+	}
+	orders.Route(routeSlow).Rate = 399
+	payments.IngestRate = 100
+	goals = mem.goals(&f)
+	if goals[1].State != GoalFailing || goals[2].State != GoalMet {
+		t.Errorf("with payments at 100/s of 400/s: goal 2 %d (%s), goal 3 %d (%s); want failing, met", goals[1].State, goals[1].Detail, goals[2].State, goals[2].Detail)
+	}
+	payments.IngestRate = 398
+
+	// Attached again: goal 3 says when it held.
+	after := f
+	after.Tick, after.Elapsed = 30, 30*time.Second
+	after.Phase.Congested, after.Phase.Over = false, true
+	after.Receivers = slices.Clone(f.Receivers)
+	after.Receivers[0].Routes = slices.Clone(orders.Routes)
+	back := after.Receivers[0].Route(routeCongested)
+	back.State, back.Rate, back.Spill = RouteFlowing, 400, spill()
+	back.Spill.Backlog, back.Spill.ReattachedAt = 0, 29*time.Second
+	if g := mem.goals(&after)[2]; g.State != GoalMet || g.Detail != "held t=20s–20s while orders/congested was detached; attached again" {
+		t.Errorf("goal 3 once attached again: state %d (%s), want met", g.State, g.Detail)
+	}
+
+	// Congested and not detached: waiting before the scripted congestion
+	// and during its first spill.after plus detachSlack, failing after.
+	var fresh verdictMemory
+	fresh.goals(&start)
+	stuck := after
+	stuck.Receivers = slices.Clone(after.Receivers)
+	stuck.Receivers[0].Routes = slices.Clone(after.Receivers[0].Routes)
+	rt := stuck.Receivers[0].Route(routeCongested)
+	rt.State, rt.Spill = RouteCongested, spill()
+	rt.Spill.DetachedAt = -1
+	stuck.Receivers[0].Partitions = partitions(true)
+	for _, tc := range []struct {
+		at        time.Duration
+		congested bool
+		want      GoalState
+	}{
+		{5 * time.Second, false, GoalWaiting}, // a catch-up before the script: congested since t=5s
+		{9 * time.Second, false, GoalWaiting}, // still
+		{10 * time.Second, true, GoalWaiting}, // the script's congestion began at t=9s
+		{14 * time.Second, true, GoalWaiting}, // 5s into it: spill.after 3s plus detachSlack
+		{14500 * time.Millisecond, true, GoalFailing},
+	} {
+		stuck.Tick, stuck.Elapsed = int(tc.at/time.Second), tc.at
+		stuck.Phase = Phase{Joined: true, JoinedAt: time.Second, Start: 9 * time.Second, End: 19 * time.Second, Congested: tc.congested}
+		if g := fresh.goals(&stuck)[2]; g.State != tc.want {
+			t.Errorf("t=%s, congested since t=5s, the script's congestion on: %v: goal 3 state %d (%s), want %d", tc.at, tc.congested, g.State, g.Detail, tc.want)
 		}
 	}
 }

@@ -83,6 +83,11 @@ func (r *ReceiverFigures) Delivered() int64 {
 	return n
 }
 
+// anyDetached tells whether a route of the receiver is detached.
+func (r *ReceiverFigures) anyDetached() bool {
+	return slices.ContainsFunc(r.Routes, func(rt RouteFigures) bool { return rt.Detached() })
+}
+
 // PartitionFigures describe one assigned partition.
 type PartitionFigures struct {
 	ID     int32
@@ -92,24 +97,44 @@ type PartitionFigures struct {
 // RouteState is how a route stands towards its receiver.
 type RouteState int
 
-// The route states. (A route that detaches to a parking topic will be one
-// more.)
+// The route states.
 const (
 	RouteFlowing   RouteState = iota
 	RouteCongested            // fanout_route_congested: its queue is full and pauses the receiver
+	RouteDetached             // fanout_route_detached: its records go to its spill topic
 )
 
 // RouteFigures describe one route of a receiver.
 type RouteFigures struct {
 	Name string
 	// Delivered, Retries and DeadLetters are the totals of
-	// fanout_route_deliveries_total by outcome.
+	// fanout_route_deliveries_total by outcome; for a route with spill,
+	// its deliveries from its spill topic included.
 	Delivered, Retries, DeadLetters int64
 	Rate                            float64       // successes a second, over rateTicks
-	P99                             time.Duration // over p99Ticks; -1 when nothing was delivered
-	Depth, Capacity                 int
+	P99                             time.Duration // over p99Ticks (the slower path's, with spill); -1 when nothing was delivered
+	Depth, Capacity                 int           // of its queue in the receiver
 	State                           RouteState
+	Spill                           *SpillFigures // set for a route with spill
 }
+
+// SpillFigures describe the spill of a route that has one.
+type SpillFigures struct {
+	Topic string        // its spill topic
+	After time.Duration // spill.after: how long it stays congested before it detaches
+	// Spilled is fanout_route_spilled_records_total; Delivered the
+	// route's successes from its spill topic (the spill consumer's
+	// series, labelled with the spill topic).
+	Spilled, Delivered int64
+	Backlog            int64   // fanout_route_spill_backlog_records
+	BacklogAge         float64 // fanout_route_spill_backlog_seconds
+	// DetachedAt is when the route was last seen to detach, ReattachedAt
+	// when it was seen attached again after that; -1 until then.
+	DetachedAt, ReattachedAt time.Duration
+}
+
+// Detached tells whether the route's records go to its spill topic now.
+func (r *RouteFigures) Detached() bool { return r.State == RouteDetached }
 
 // Congested tells whether the route pauses its receiver now.
 func (r *RouteFigures) Congested() bool { return r.State == RouteCongested }
@@ -133,7 +158,8 @@ const (
 // scrapes with the worker's.
 var figureQueries = struct {
 	produced, produceRate, consumed, ingestRate, lagRecords, lagSeconds, paused, ready,
-	deliveries, rate, p99, depth, capacity, congested string
+	deliveries, rate, p99, depth, capacity, congested,
+	detached, spilled, backlog, backlogAge string
 }{
 	produced:    `sum by (topic) (demo_events_produced_total)`,
 	produceRate: `sum by (topic) (rate(demo_events_produced_total[$rate]))`,
@@ -149,6 +175,11 @@ var figureQueries = struct {
 	depth:       `sum by (topic, route) (fanout_route_queue_depth)`,
 	capacity:    `sum by (topic, route) (fanout_route_queue_capacity)`,
 	congested:   `max by (topic, route) (fanout_route_congested)`,
+	detached:    `max by (topic, route) (fanout_route_detached)`,
+	spilled:     `sum by (topic, route) (fanout_route_spilled_records_total)`,
+	// The backlog is the same on every instance, its age per instance.
+	backlog:    `max by (topic, route) (fanout_route_spill_backlog_records)`,
+	backlogAge: `max by (topic, route) (fanout_route_spill_backlog_seconds)`,
 }
 
 // figureExprs are the figures' queries with their windows for ticks of
@@ -157,7 +188,8 @@ func figureExprs(step time.Duration) []string {
 	q, w := figureQueries, windows(step)
 	var out []string
 	for _, e := range []string{q.produced, q.produceRate, q.consumed, q.ingestRate, q.lagRecords, q.lagSeconds,
-		q.paused, q.ready, q.deliveries, q.rate, q.p99, q.depth, q.capacity, q.congested} {
+		q.paused, q.ready, q.deliveries, q.rate, q.p99, q.depth, q.capacity, q.congested,
+		q.detached, q.spilled, q.backlog, q.backlogAge} {
 		out = append(out, w.Replace(e))
 	}
 	return out
@@ -182,6 +214,9 @@ type collector struct {
 	virtual bool
 	n       int
 	memory  verdictMemory
+	// spells remembers, per route with spill, when it was last seen to
+	// detach and to re-attach.
+	spells map[routeKey]*[2]time.Duration
 }
 
 // collect takes one tick: scrape, rules, figures.
@@ -215,6 +250,7 @@ func (c *collector) collect(ctx context.Context, now time.Time) Figures {
 	lagRecords, lagSeconds := byTopic(fq.lagRecords), byTopic(fq.lagSeconds)
 	rates, p99s := byRoute(fq.rate), byRoute(fq.p99)
 	depth, capacity, congested := byRoute(fq.depth), byRoute(fq.capacity), byRoute(fq.congested)
+	detached, spilled, backlog, backlogAge := byRoute(fq.detached), byRoute(fq.spilled), byRoute(fq.backlog), byRoute(fq.backlogAge)
 	outcomes := map[routeKey]map[string]float64{}
 	for _, s := range q.run(fq.deliveries) {
 		k := routeKey{s.Metric.Get("topic"), s.Metric.Get("route")}
@@ -247,16 +283,37 @@ func (c *collector) collect(ctx context.Context, now time.Time) Figures {
 		slices.SortFunc(r.Partitions, func(a, b PartitionFigures) int { return int(a.ID - b.ID) })
 		for _, rt := range rc.Routes {
 			k := routeKey{t, rt.Name}
-			rf := RouteFigures{
-				Name: rt.Name, Delivered: int64(outcomes[k]["success"]), Retries: int64(outcomes[k]["retry"]),
-				DeadLetters: int64(outcomes[k]["dead_letter"]), Rate: rates[k], P99: -1,
-				Depth: int(depth[k]), Capacity: int(capacity[k]),
+			// A route's deliveries: from its receiver, and from its
+			// spill topic when it has one (the spill consumer labels
+			// them with the spill topic).
+			paths := []routeKey{k}
+			if rt.Spill != nil {
+				paths = append(paths, routeKey{rt.Spill.Topic, rt.Name})
 			}
-			if v, ok := p99s[k]; ok && !math.IsNaN(v) {
-				rf.P99 = time.Duration(v * float64(time.Second))
+			rf := RouteFigures{Name: rt.Name, P99: -1, Depth: int(depth[k]), Capacity: int(capacity[k])}
+			for _, pk := range paths {
+				rf.Delivered += int64(outcomes[pk]["success"])
+				rf.Retries += int64(outcomes[pk]["retry"])
+				rf.DeadLetters += int64(outcomes[pk]["dead_letter"])
+				rf.Rate += rates[pk]
+				if v, ok := p99s[pk]; ok && !math.IsNaN(v) {
+					rf.P99 = max(rf.P99, time.Duration(v*float64(time.Second)))
+				}
 			}
-			if congested[k] == 1 {
+			switch {
+			case detached[k] == 1:
+				rf.State = RouteDetached
+			case congested[k] == 1:
 				rf.State = RouteCongested
+			}
+			if rt.Spill != nil {
+				sk := paths[1]
+				rf.Spill = &SpillFigures{
+					Topic: rt.Spill.Topic, After: rt.Spill.After,
+					Spilled: int64(spilled[k]), Delivered: int64(outcomes[sk]["success"]),
+					Backlog: int64(backlog[k]), BacklogAge: backlogAge[k],
+				}
+				c.spell(k, &rf, f.Elapsed)
 			}
 			r.Routes = append(r.Routes, rf)
 		}
@@ -267,6 +324,26 @@ func (c *collector) collect(ctx context.Context, now time.Time) Figures {
 	}
 	f.Goals = c.memory.goals(&f)
 	return f
+}
+
+// spell dates the route's last detachment and re-attachment, as seen
+// tick by tick.
+func (c *collector) spell(k routeKey, rf *RouteFigures, now time.Duration) {
+	if c.spells == nil {
+		c.spells = map[routeKey]*[2]time.Duration{}
+	}
+	sp := c.spells[k]
+	if sp == nil {
+		sp = &[2]time.Duration{-1, -1}
+		c.spells[k] = sp
+	}
+	switch detached := rf.Detached(); {
+	case detached && (sp[0] < 0 || sp[1] >= 0):
+		sp[0], sp[1] = now, -1
+	case !detached && sp[0] >= 0 && sp[1] < 0:
+		sp[1] = now
+	}
+	rf.Spill.DetachedAt, rf.Spill.ReattachedAt = sp[0], sp[1]
 }
 
 // routeKey names a route of a receiver.

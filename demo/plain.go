@@ -10,8 +10,9 @@ import (
 )
 
 // Without --duration the plain output tells the whole story and stops:
-// once orders has stayed recovered from the congestion for settle, or
-// giveUp after the congestion ended if it never does.
+// once orders has stayed recovered from the congestion (caught up, its
+// congested route re-attached) for settle, or giveUp after the congestion
+// ended if it never does.
 const (
 	settle = 3 * time.Second
 	giveUp = time.Minute
@@ -19,14 +20,14 @@ const (
 
 // runPlain prints a few lines about the setup, then one status line a
 // second until ctx ends or the worker stops; without --duration, until
-// the receiver has resumed after the congestion (see recovered).
+// orders has recovered from the congestion (see recovered).
 func runPlain(ctx context.Context, d *running, out io.Writer) error {
 	auto := d.opts.Duration == 0
 	for _, line := range d.intro() {
 		fmt.Fprintln(out, line)
 	}
 	if auto {
-		fmt.Fprintf(out, "  stops %s after %s has resumed and caught up (about %s from now); --duration D runs for D instead\n",
+		fmt.Fprintf(out, "  stops %s after %s has caught up with every route attached (about %s from now); --duration D runs for D instead\n",
 			short(settle), topicOrders, short(d.expectedLength()))
 	}
 	tick := time.NewTicker(d.opts.tick)
@@ -35,8 +36,9 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 	var last Figures
 	// announced: orders was seen recovered; steady: since when it has
 	// stayed so (-1: it is not now). The demo stops once it stayed so for
-	// settle.
+	// settle. spells: the detachments told so far.
 	announced, steady := false, time.Duration(-1)
+	spells := map[string][2]time.Duration{}
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -46,6 +48,9 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 			return nil // stop reports why
 		case <-tick.C:
 			last = d.sample()
+			for _, line := range spillNews(last, spells) {
+				fmt.Fprintln(out, line)
+			}
 			if n%every == 0 {
 				fmt.Fprintln(out, statusLine(last))
 			}
@@ -60,7 +65,7 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 			}
 			if steady >= 0 && !announced {
 				announced = true
-				fmt.Fprintf(out, "fanout demo: %s resumed and caught up at t=%s\n", topicOrders, secs(steady))
+				fmt.Fprintf(out, "fanout demo: %s caught up with every route attached at t=%s\n", topicOrders, secs(steady))
 			}
 			switch {
 			case steady >= 0 && last.Elapsed-steady >= settle:
@@ -76,25 +81,55 @@ func runPlain(ctx context.Context, d *running, out io.Writer) error {
 }
 
 // recovered tells whether the congestion is over and orders flows again:
-// no partition of any receiver paused, records consumed, and the oldest
-// record waiting younger than two seconds.
+// no partition of any receiver paused and no route detached, records
+// consumed, and the oldest record waiting younger than two seconds.
 func recovered(f Figures) bool {
 	o := f.Receiver(topicOrders)
 	if !f.Phase.Over || o == nil || o.IngestRate <= 0 || o.LagSeconds >= 2 {
 		return false
 	}
 	for i := range f.Receivers {
-		if f.Receivers[i].Paused() > 0 {
+		if f.Receivers[i].Paused() > 0 || f.Receivers[i].anyDetached() {
 			return false
 		}
 	}
 	return true
 }
 
+// spillNews are the lines that tell a route detached or re-attached since
+// told tells (which it updates).
+func spillNews(f Figures, told map[string][2]time.Duration) []string {
+	var lines []string
+	for _, r := range f.Receivers {
+		for _, rt := range r.Routes {
+			sp := rt.Spill
+			if sp == nil {
+				continue
+			}
+			name := r.Topic + "/" + rt.Name
+			was, ok := told[name]
+			if !ok {
+				was = [2]time.Duration{-1, -1}
+			}
+			if sp.DetachedAt >= 0 && sp.DetachedAt != was[0] {
+				lines = append(lines, fmt.Sprintf("fanout demo: %s detached at t=%s: its records go to %s, %s is no longer held back by it",
+					name, secs(sp.DetachedAt), sp.Topic, r.Topic))
+			}
+			if sp.ReattachedAt >= 0 && sp.ReattachedAt != was[1] {
+				lines = append(lines, fmt.Sprintf("fanout demo: %s re-attached at t=%s: %s drained, %d records parked and %d delivered from it",
+					name, secs(sp.ReattachedAt), sp.Topic, sp.Spilled, sp.Delivered))
+			}
+			told[name] = [2]time.Duration{sp.DetachedAt, sp.ReattachedAt}
+		}
+	}
+	return lines
+}
+
 // expectedLength is roughly how long a plain run without --duration takes
-// from now: the timeline, a catch-up and the settling.
+// from now: the timeline, a catch-up (the spill backlog's drain) and the
+// settling.
 func (d *running) expectedLength() time.Duration {
-	return d.opts.congestAfter + d.opts.congestFor + 5*time.Second + settle
+	return d.opts.congestAfter + d.opts.congestFor + 10*time.Second + settle
 }
 
 // intro says what runs where, for both views.
@@ -118,6 +153,14 @@ func (d *running) intro() []string {
 		fmt.Sprintf("  %s/%s takes %s a request from %s after the group is joined, for %s",
 			topicOrders, routeCongested, short(d.opts.congestDelay), short(d.opts.congestAfter), short(d.opts.congestFor)),
 	)
+	for _, r := range d.file.Receivers {
+		for _, rt := range r.Routes {
+			if rt.Spill != nil {
+				lines = append(lines, fmt.Sprintf("  %s/%s has spill: congested for %s, it detaches to %s and re-attaches once that is drained",
+					r.Topic, rt.Name, short(rt.Spill.After), rt.Spill.Topic))
+			}
+		}
+	}
 	return lines
 }
 
@@ -136,6 +179,9 @@ func statusLine(f Figures) string {
 			}
 			if flag := routeFlag(&rt); flag != "" {
 				b.WriteString(" " + flag)
+			}
+			if sp := rt.Spill; sp != nil && (rt.Detached() || sp.Spilled > 0) {
+				fmt.Fprintf(&b, " backlog %d (%.1fs) spilled %d", sp.Backlog, sp.BacklogAge, sp.Spilled)
 			}
 		}
 		b.WriteString(" ||")
@@ -180,6 +226,11 @@ func phaseTag(f Figures) string {
 		for i := range f.Receivers {
 			if f.Receivers[i].Paused() > 0 {
 				return "recovering"
+			}
+		}
+		for i := range f.Receivers {
+			if f.Receivers[i].anyDetached() {
+				return "draining"
 			}
 		}
 		return "recovered"

@@ -32,6 +32,10 @@ func receiverTopics() []string { return []string{topicOrders, topicPayments} }
 
 func dlqTopic(receiver string) string { return receiver + ".dlq.flaky" }
 
+// spillTopic is where orders/congested parks its records while it is
+// detached.
+func spillTopic() string { return topicOrders + ".spill." + routeCongested }
+
 // kafkaTopics are the topics the embedded cluster is seeded with.
 func kafkaTopics() []topicSpec {
 	return []topicSpec{
@@ -40,12 +44,14 @@ func kafkaTopics() []topicSpec {
 		{topicAudit, receiverParts},
 		{dlqTopic(topicOrders), 1},
 		{dlqTopic(topicPayments), 1},
+		{spillTopic(), receiverParts},
 	}
 }
 
 // demoFile is the receivers file the worker runs, built in code exactly as
-// a parsed fanout.yaml would be.
-func demoFile(s *sinks) *config.File {
+// a parsed fanout.yaml would be. spillAfter is orders/congested's
+// spill.after.
+func demoFile(s *sinks, spillAfter time.Duration) *config.File {
 	file := &config.File{}
 	for _, topic := range receiverTopics() {
 		r := config.Receiver{Topic: topic, MaxInflight: demoMaxInflight}
@@ -69,10 +75,14 @@ func demoFile(s *sinks) *config.File {
 		})
 		if topic == topicOrders {
 			// No dead-letter topic: a stuck destination is retried
-			// forever, congests and pauses, as in production.
+			// forever and congests, as in production. Once it has been
+			// congested for spill.after it detaches: its records wait in
+			// its spill topic and reach it from there, while orders and
+			// its other routes keep their rate.
 			add(config.Route{
-				Name: routeCongested, Type: config.RouteHTTP, Workers: 4,
-				HTTP: &config.HTTP{URL: s.congesting.url, Timeout: 5 * time.Second},
+				Name: routeCongested, Type: config.RouteHTTP, Workers: 16,
+				HTTP:  &config.HTTP{URL: s.congesting.url, Timeout: 5 * time.Second},
+				Spill: &config.Spill{Topic: spillTopic(), After: spillAfter},
 			})
 		}
 		// A kafka route waits for each produce, so it needs about

@@ -162,9 +162,16 @@ func (m model) View() string {
 			row := fmt.Sprintf("  %-*s %9d %7s %7s  ", colRoute, clip(rt.Name, colRoute), rt.Delivered, perSec(rt.Rate), ms(rt.P99))
 			tail := fmt.Sprintf(" %7d %5d", rt.Retries, rt.DeadLetters)
 			if flag := routeFlag(rt); flag != "" {
-				tail += " " + st.bad.Render(flag)
+				style := st.bad
+				if rt.Detached() {
+					style = st.warn // nothing waits on it but its own records
+				}
+				tail += " " + style.Render(flag)
 			}
 			add(row, m.bar(rt.Fill()), tail)
+			if rt.Spill != nil {
+				add("  ", m.spill(rt))
+			}
 		}
 	}
 
@@ -271,6 +278,20 @@ func (m model) timeline() string {
 		return st.ok.Render(fmt.Sprintf("%s was congested t=%s–%s; %s", what, secs(p.Start), secs(p.End), phaseTag(m.f)))
 	}
 	return fmt.Sprintf("normal operation · %s congests at t=%s (in %s)", what, secs(p.Start), secs(max(0, p.Start-m.f.Elapsed)))
+}
+
+// spill is the line under a route with spill: where its spill stands.
+func (m model) spill(rt *RouteFigures) string {
+	st, sp := m.st, rt.Spill
+	switch {
+	case rt.Detached():
+		return st.warn.Render(fmt.Sprintf("↳ DETACHED since t=%s", secs(max(0, sp.DetachedAt)))) +
+			fmt.Sprintf(" · backlog %d records, %.1fs old", sp.Backlog, sp.BacklogAge) + st.dim.Render(fmt.Sprintf(" · %d parked", sp.Spilled))
+	case sp.ReattachedAt >= 0:
+		return st.ok.Render(fmt.Sprintf("↳ re-attached t=%s", secs(sp.ReattachedAt))) +
+			fmt.Sprintf(" · was detached t=%s–%s · %d parked, %d delivered", secs(sp.DetachedAt), secs(sp.ReattachedAt), sp.Spilled, sp.Delivered)
+	}
+	return st.dim.Render(fmt.Sprintf("↳ attached · detaches to %s once congested %s", sp.Topic, short(sp.After)))
 }
 
 func (m model) goalMark(s GoalState) string {

@@ -96,7 +96,7 @@ func (r *Receiver) admitLocked(p *partition, ms []Message, a *admission) (int, e
 			}
 		}
 		for i := range bitsOf(mask) {
-			if q := r.routes[i].q; !q.hasRoomLocked() {
+			if q := r.routes[i].q; !q.hasRoomLocked(now) {
 				if q.closed {
 					return n, ErrClosed
 				}

@@ -89,7 +89,7 @@ func (rr *routeRunner) dispatch() {
 		}
 		var t taken
 		var ok bool
-		batch, t, ok = rr.q.takeBatch(batch[:0], int(min(free, dispatchBatch)))
+		batch, t, ok = rr.q.takeBatch(takeRoute, batch[:0], int(min(free, dispatchBatch)))
 		if !ok {
 			for rr.inflight.Load() > 0 {
 				<-rr.freed
@@ -108,6 +108,7 @@ func (rr *routeRunner) dispatch() {
 			rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-batch[i].enq)))
 			d := deliveries.Get().(*delivery)
 			d.rr, d.job, d.attempt, d.start = rr, batch[i], 1, now
+			d.slots, d.freed = &rr.inflight, rr.freed
 			batch[i] = job{}
 			d.issue()
 		}
@@ -130,11 +131,21 @@ type delivery struct {
 	// report, when set, is a CompletionFunc's function: the delivery is
 	// not the engine's.
 	report func(error)
+	// slots counts the in-flight deliveries this one is one of (its
+	// route's, or its spill runner's), freed wakes their dispatcher.
+	slots *atomic.Int64
+	freed chan struct{}
+	// spill, when set, sends the record to the route's spill topic instead
+	// of the route: the route detached.
+	spill *spillRunner
 	// cancel and timer end the current attempt at RouteConfig.Timeout;
 	// mu guards them, as the timer's goroutine may report the outcome.
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	timer  *time.Timer
+	// release ends the attempt's watch on its route's detaching (a route
+	// with spill; see spillRunner.attempt); guarded by mu too.
+	release func()
 }
 
 var deliveries = sync.Pool{New: func() any { return new(delivery) }}
@@ -150,7 +161,22 @@ func (d *delivery) issue() {
 	m.Attempt = d.attempt
 	c := Completion{d: d, attempt: d.fired.Load() + 1}
 	ctx := p.ctx
-	if timeout := d.rr.cfg.Timeout; timeout > 0 {
+	if d.spill == nil && d.rr.spill != nil && d.rr.spill.spilling() {
+		// The route detached while this record waited or retried.
+		d.spill = d.rr.spill
+	}
+	target := d.rr.async
+	if d.spill == nil && d.rr.spill != nil {
+		// Detaching ends the attempt: its record goes to the spill topic
+		// and the route's late report finds the attempt gone.
+		// Under mu: an outcome reported at once waits for release.
+		d.mu.Lock()
+		ctx, d.release = d.rr.spill.attempt(ctx, func() { c.Done(errDetached) })
+		d.mu.Unlock()
+	}
+	if d.spill != nil {
+		target = d.spill.cfg.Route
+	} else if timeout := d.rr.cfg.Timeout; timeout > 0 {
 		// The attempt's own deadline, enforced by the engine too: an
 		// attempt the route has not reported by then fails, and the
 		// route's late report finds the attempt gone.
@@ -161,7 +187,7 @@ func (d *delivery) issue() {
 		d.timer = time.AfterFunc(timeout, func() { c.Done(&TimeoutError{After: timeout}) })
 		d.mu.Unlock()
 	}
-	if err := d.rr.safe(func() error { d.rr.async.DeliverAsync(ctx, m, c); return nil }); err != nil {
+	if err := d.rr.safe(func() error { target.DeliverAsync(ctx, m, c); return nil }); err != nil {
 		c.Done(err)
 	}
 }
@@ -171,6 +197,17 @@ func (d *delivery) issue() {
 // the engine's, so a route's callback goroutine is never held.
 func (d *delivery) outcome(err error) {
 	rr, p := d.rr, d.p
+	if d.spill != nil {
+		d.spilled(err)
+		return
+	}
+	d.mu.Lock()
+	release := d.release
+	d.release = nil
+	d.mu.Unlock()
+	if release != nil {
+		release()
+	}
 	if rr.cfg.Timeout > 0 {
 		d.mu.Lock()
 		cancel, timer := d.cancel, d.timer
@@ -192,6 +229,10 @@ func (d *delivery) outcome(err error) {
 	}
 	if p.ctx.Err() != nil || p.revoked.Load() {
 		d.finish(false)
+		return
+	}
+	if rr.spill != nil && rr.spill.spilling() {
+		d.handOver()
 		return
 	}
 	if d.b == nil {
@@ -224,6 +265,56 @@ func (d *delivery) outcome(err error) {
 	}()
 }
 
+// handOver sends a record whose attempt failed, or was ended, because its
+// route detached to the spill topic. From here it counts among the spill
+// produces in flight, not the route's deliveries: re-attaching waits for
+// it. It runs on an engine goroutine, not the route's callback.
+func (d *delivery) handOver() {
+	s := d.rr.spill
+	s.inflight.Add(1)
+	slots, freed := d.slots, d.freed
+	d.spill, d.slots, d.freed = s, &s.inflight, s.freed
+	d.attempt = 1
+	d.start = d.rr.r.e.clock.Now()
+	slots.Add(-1)
+	select {
+	case freed <- struct{}{}:
+	default:
+	}
+	go d.issue()
+}
+
+// spilled handles the outcome of a produce to the spill topic: its
+// acknowledgement is the route's; a failure is retried with backoff, never
+// acknowledged early and never dead-lettered (the record is still in the
+// receiver's topic, uncommitted).
+func (d *delivery) spilled(err error) {
+	rr, p := d.rr, d.p
+	if err == nil {
+		d.spill.spilled.Add(1)
+		d.finish(true)
+		return
+	}
+	if p.ctx.Err() != nil || p.revoked.Load() {
+		d.finish(false)
+		return
+	}
+	if d.b == nil {
+		d.b = rr.newBackoff()
+	}
+	rr.r.e.log.Warn().Err(err).Str("topic", d.s.msg.Topic).Int32("partition", d.s.msg.Partition).
+		Int64("offset", d.s.msg.Offset).Str("route", rr.name).Msg("spill produce failed, retrying")
+	delay := nextDelay(d.b, err)
+	go func() {
+		if !rr.wait(p.ctx, p, delay) {
+			d.finish(false)
+			return
+		}
+		d.attempt++
+		d.issue()
+	}()
+}
+
 // finish ends the delivery: acknowledged (delivered or dead-lettered) or
 // given up (revoked, lost, closed hard).
 func (d *delivery) finish(acked bool) {
@@ -237,12 +328,13 @@ func (d *delivery) finish(acked bool) {
 	// this one, so a late duplicate Done finds its attempt gone.
 	// Only fired is read by a late Done, and only atomically.
 	gen := (d.fired.Load() + 1<<16) &^ (1<<16 - 1)
-	d.rr, d.job, d.attempt, d.start, d.b = nil, job{}, 0, time.Time{}, nil
+	slots, freed := d.slots, d.freed
+	d.rr, d.job, d.attempt, d.start, d.b, d.spill, d.slots, d.freed = nil, job{}, 0, time.Time{}, nil, nil, nil, nil
 	d.fired.Store(gen)
 	deliveries.Put(d)
-	rr.inflight.Add(-1)
+	slots.Add(-1)
 	select {
-	case rr.freed <- struct{}{}:
+	case freed <- struct{}{}:
 	default: // a wake-up is already pending
 	}
 }

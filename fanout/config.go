@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -72,6 +73,41 @@ type RouteConfig struct {
 	// ignores its context keeps its worker until it returns.) Zero: no
 	// bound.
 	Timeout time.Duration
+	// Spill, when set, lets the route detach when it stays congested (see
+	// SpillConfig).
+	Spill *SpillConfig
+}
+
+// SpillConfig detaches a route that has been congested for After: every
+// record it has not acknowledged yet (those in its buffer, those its
+// deliveries give back, and each new one) is handed to Route, which
+// produces it to a spill topic, and Route's acknowledgement is the route's,
+// so the receiver's commits move on and its other routes keep their rate.
+// Someone else feeds the route from the spill topic (the wiring's spill
+// consumer). Once Backlog reports the spill topic drained (after the engine
+// stopped spilling and its last spill was acknowledged), the route
+// re-attaches: records go to it directly again. No record goes direct
+// while an earlier one is still in the spill topic, so the route's
+// ordering holds across both switches.
+type SpillConfig struct {
+	// Route produces a record to the spill topic. Required.
+	Route AsyncRoute
+	// After is how long the route must stay congested before it
+	// detaches. Default 30s.
+	After time.Duration
+	// InFlight bounds the spill produces in flight. Default 1024.
+	InFlight int
+	// Backlog returns how many records in the spill topic have not been
+	// delivered from it yet, by any worker. The engine calls it while the
+	// route is detached (every tick of its watchdog) and when a partition
+	// is assigned while the route is attached: a new owner of a partition
+	// must keep spilling while earlier records may still be parked. Its
+	// answer counts every spill Route acknowledged before the call (a
+	// cached reading from before the last acknowledgement would let the
+	// route re-attach with that record still parked). Required.
+	Backlog func(ctx context.Context) (int64, error)
+	// Topic names the spill topic, for Stats.
+	Topic string
 }
 
 // ReceiverConfig is one receiver: a topic and its routes.
@@ -127,6 +163,16 @@ func (rc *RouteConfig) setDefaults() {
 	if rc.MaxBackoff < rc.InitialBackoff {
 		rc.MaxBackoff = rc.InitialBackoff
 	}
+	if rc.Spill != nil {
+		s := *rc.Spill
+		if s.After <= 0 {
+			s.After = 30 * time.Second
+		}
+		if s.InFlight <= 0 {
+			s.InFlight = 1024
+		}
+		rc.Spill = &s
+	}
 }
 
 func (c *ReceiverConfig) setDefaults() {
@@ -169,6 +215,9 @@ func (c *ReceiverConfig) validate() error {
 		names[n] = true
 		if rc.Workers < 1 || rc.Buffer < 1 || rc.MaxAttempts < 0 || rc.InitialBackoff <= 0 {
 			errs = append(errs, fmt.Errorf("receiver %q: route %q: workers and buffer must be at least 1, backoff positive", c.Topic, n))
+		}
+		if rc.Spill != nil && (rc.Spill.Route == nil || rc.Spill.Backlog == nil) {
+			errs = append(errs, fmt.Errorf("receiver %q: route %q: spill needs a Route and a Backlog", c.Topic, n))
 		}
 		if rc.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("receiver %q: route %q: negative timeout %s", c.Topic, n, rc.Timeout))

@@ -31,6 +31,7 @@ type Engine struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closing   chan struct{} // closed when Close begins
 	done      chan struct{} // closed once Close began and every worker returned
 
 	// room is the one signal that there is room again: a paused partition
@@ -47,7 +48,7 @@ func New(receivers []ReceiverConfig, opts Options) (*Engine, error) {
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
-	e := &Engine{receivers: make(map[string]*Receiver), clock: opts.Clock, log: zerolog.Nop(), room: make(chan struct{}, 1), done: make(chan struct{})}
+	e := &Engine{receivers: make(map[string]*Receiver), clock: opts.Clock, log: zerolog.Nop(), room: make(chan struct{}, 1), done: make(chan struct{}), closing: make(chan struct{})}
 	if opts.Logger != nil {
 		e.log = *opts.Logger
 	}
@@ -83,10 +84,18 @@ func New(receivers []ReceiverConfig, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	var spills []*spillRunner
 	for _, r := range e.order {
 		for _, rr := range r.routes {
 			rr.start()
+			if rr.spill != nil {
+				spills = append(spills, rr.spill)
+			}
 		}
+	}
+	if len(spills) > 0 {
+		e.wg.Add(1)
+		go e.watch(spills)
 	}
 	return e, nil
 }
@@ -130,6 +139,7 @@ func (e *Engine) Close(ctx context.Context) error {
 }
 
 func (e *Engine) close(ctx context.Context) error {
+	close(e.closing)
 	for _, r := range e.order {
 		r.mu.Lock()
 		r.closed = true

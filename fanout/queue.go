@@ -73,9 +73,15 @@ func (ks *keyState) compact() {
 // taken by a worker, whether ready or parked behind a busy key, so the bound
 // holds for the whole route.
 type queue struct {
-	mu        sync.Mutex // protects the fields below up to busy
-	cond      sync.Cond  // signalled when ready gains a job or the queue closes
-	ready     ring       // jobs a worker may take now
+	mu sync.Mutex // protects the fields below up to busy
+	// conds[c] is signalled when ready gains a job that takers of class c
+	// may take, and broadcast when the queue closes or the class changes.
+	conds [takerClasses]sync.Cond
+	// taker is the class of takers that may take jobs now: the route's
+	// own (normally), the spill dispatcher (while the route is detached)
+	// or none (while it re-attaches).
+	taker     takerClass
+	ready     ring // jobs a worker may take now
 	keys      map[uint64]*keyState
 	free      []*keyState // recycled key states, so steady state allocates nothing
 	depth     int
@@ -83,8 +89,11 @@ type queue struct {
 	low       int // congestion clears at or below this depth
 	closed    bool
 	congested atomic.Bool // set when a reservation failed; cleared at low water
-	busy      atomic.Int32
-	depthNow  atomic.Int64 // depth, readable without the lock
+	// congestedSince is when the current congestion began (unix
+	// nanoseconds), 0 while the queue is not congested.
+	congestedSince atomic.Int64
+	busy           atomic.Int32
+	depthNow       atomic.Int64 // depth, readable without the lock
 }
 
 func newQueue(capacity int) *queue {
@@ -94,18 +103,66 @@ func newQueue(capacity int) *queue {
 		capacity: capacity,
 		low:      capacity / 2,
 	}
-	q.cond.L = &q.mu
+	for i := range q.conds {
+		q.conds[i].L = &q.mu
+	}
 	return q
 }
 
+// takerClass is who takes a queue's jobs.
+type takerClass int
+
+const (
+	takeRoute    takerClass     = iota // the route's workers or dispatcher
+	takeSpill                          // the spill dispatcher
+	takerClasses                       // the number of classes that take
+	takeNone     = takerClasses        // nobody: jobs wait in the queue
+)
+
+// setTaker changes who may take jobs and wakes them.
+func (q *queue) setTaker(c takerClass) {
+	q.mu.Lock()
+	q.taker = c
+	q.broadcastLocked()
+	q.mu.Unlock()
+}
+
+// signalLocked wakes one taker of the class that may take now. q.mu must
+// be held or the call made right after releasing it.
+func (q *queue) signalLocked() {
+	if q.taker < takerClasses {
+		q.conds[q.taker].Signal()
+	}
+}
+
+func (q *queue) broadcastLocked() {
+	for i := range q.conds {
+		q.conds[i].Broadcast()
+	}
+}
+
 // hasRoomLocked reports whether one more job fits, marking the queue
-// congested when it does not. q.mu must be held.
-func (q *queue) hasRoomLocked() bool {
+// congested (since now, unix nanoseconds) when it does not. q.mu must be
+// held.
+func (q *queue) hasRoomLocked(now int64) bool {
 	if q.closed || q.depth >= q.capacity {
-		q.congested.Store(true)
+		if !q.congested.Swap(true) {
+			q.congestedSince.Store(now)
+		}
 		return false
 	}
 	return true
+}
+
+// uncongestLocked clears congestion when the queue has drained to its
+// low-water mark and reports whether it did. q.mu must be held.
+func (q *queue) uncongestLocked() bool {
+	if q.depth <= q.low && q.congested.Load() {
+		q.congested.Store(false)
+		q.congestedSince.Store(0)
+		return true
+	}
+	return false
 }
 
 // pushLocked adds a job that hasRoomLocked admitted and reports whether it
@@ -125,10 +182,16 @@ func (q *queue) pushLocked(j job) bool {
 	return true
 }
 
-// wake wakes up to n idle workers for n newly ready jobs.
+// wake wakes up to n idle takers for n newly ready jobs.
 func (q *queue) wake(n int) {
+	q.mu.Lock()
+	c := q.taker
+	q.mu.Unlock()
+	if c >= takerClasses {
+		return
+	}
 	for range n {
-		q.cond.Signal()
+		q.conds[c].Signal()
 	}
 }
 
@@ -153,18 +216,18 @@ type taken struct {
 	waited bool
 }
 
-// take blocks until a job is ready and returns it, counting it running on
-// its partition before the lock is released (so revoke sees it). ok is
-// false once the queue is closed and fully drained.
-func (q *queue) take() (t taken, ok bool) {
+// take blocks until a job is ready for a taker of class c and returns it,
+// counting it running on its partition before the lock is released (so
+// revoke sees it). ok is false once the queue is closed and fully drained.
+func (q *queue) take(c takerClass) (t taken, ok bool) {
 	q.mu.Lock()
-	for q.ready.len() == 0 {
+	for q.ready.len() == 0 || q.taker != c {
 		if q.closed && q.depth == 0 {
 			q.mu.Unlock()
 			return t, false
 		}
 		t.waited = true
-		q.cond.Wait()
+		q.conds[c].Wait()
 	}
 	t.job = q.ready.pop()
 	q.depth--
@@ -172,10 +235,7 @@ func (q *queue) take() (t taken, ok bool) {
 	t.low = q.depth == q.low
 	t.p.running.Add(1)
 	q.busy.Add(1)
-	t.resume = q.depth <= q.low && q.congested.Load()
-	if t.resume {
-		q.congested.Store(false)
-	}
+	t.resume = q.uncongestLocked()
 	q.mu.Unlock()
 	return t, true
 }
@@ -183,15 +243,15 @@ func (q *queue) take() (t taken, ok bool) {
 // takeBatch is take for up to max ready jobs at once, appended to into;
 // the flags in t describe the whole batch. It blocks until at least one job
 // is ready; ok is false once the queue is closed and fully drained.
-func (q *queue) takeBatch(into []job, max int) (out []job, t taken, ok bool) {
+func (q *queue) takeBatch(c takerClass, into []job, max int) (out []job, t taken, ok bool) {
 	q.mu.Lock()
-	for q.ready.len() == 0 {
+	for q.ready.len() == 0 || q.taker != c {
 		if q.closed && q.depth == 0 {
 			q.mu.Unlock()
 			return into, t, false
 		}
 		t.waited = true
-		q.cond.Wait()
+		q.conds[c].Wait()
 	}
 	before := q.depth
 	for n := 0; n < max && q.ready.len() > 0; n++ {
@@ -204,10 +264,7 @@ func (q *queue) takeBatch(into []job, max int) (out []job, t taken, ok bool) {
 	q.depthNow.Store(int64(q.depth))
 	q.busy.Add(int32(n))
 	t.low = before > q.low && q.depth <= q.low
-	t.resume = q.depth <= q.low && q.congested.Load()
-	if t.resume {
-		q.congested.Store(false)
-	}
+	t.resume = q.uncongestLocked()
 	q.mu.Unlock()
 	return into, t, true
 }
@@ -232,7 +289,7 @@ func (q *queue) releaseKeyLocked(key uint64) {
 	}
 	if next, ok := ks.pop(); ok {
 		q.ready.push(next)
-		q.cond.Signal()
+		q.signalLocked()
 		return
 	}
 	delete(q.keys, key)
@@ -240,7 +297,7 @@ func (q *queue) releaseKeyLocked(key uint64) {
 		q.free = append(q.free, ks)
 	}
 	if q.closed && q.depth == 0 {
-		q.cond.Broadcast()
+		q.broadcastLocked()
 	}
 }
 
@@ -281,12 +338,9 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 	}
 	q.depth -= dropped
 	q.depthNow.Store(int64(q.depth))
-	resume = q.depth <= q.low && q.congested.Load()
-	if resume {
-		q.congested.Store(false)
-	}
+	resume = q.uncongestLocked()
 	if q.closed && q.depth == 0 {
-		q.cond.Broadcast()
+		q.broadcastLocked()
 	}
 	return dropped, resume
 }
@@ -296,7 +350,7 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
-	q.cond.Broadcast()
+	q.broadcastLocked()
 	q.mu.Unlock()
 }
 

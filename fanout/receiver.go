@@ -39,8 +39,16 @@ type Receiver struct {
 func (r *Receiver) Topic() string { return r.topic }
 
 // Assign starts tracking a partition. Assigning an assigned partition keeps
-// its state.
+// its state. A route with a SpillConfig that is attached asks its Backlog
+// first (a call that may wait up to 5s): while the spill topic holds
+// records not yet delivered, which may be earlier records of this
+// partition's keys, the route detaches.
 func (r *Receiver) Assign(partition int32) {
+	for _, rr := range r.routes {
+		if rr.spill != nil {
+			rr.spill.assigned(r.e.ctx)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.parts[partition] != nil {

@@ -14,6 +14,22 @@ type RouteStats struct {
 	// OldestPending is the age of the oldest record this route has not
 	// acknowledged (measured from when the engine accepted it), 0 when none.
 	OldestPending time.Duration
+	// Spill is set for a route with a SpillConfig.
+	Spill *SpillStats
+}
+
+// SpillStats is a snapshot of a route's spill state.
+type SpillStats struct {
+	Topic string // the spill topic
+	// Detached: its records go to its spill topic (it is detached, or
+	// re-attaching and waiting for the spill topic to drain).
+	Detached bool
+	// Spilled is the records acknowledged through the spill topic since
+	// the engine started.
+	Spilled int64
+	// Backlog is what SpillConfig.Backlog last reported, -1 before it was
+	// asked.
+	Backlog int64
 }
 
 // ReceiverStats is a snapshot of one receiver.
@@ -49,6 +65,9 @@ func (e *Engine) Stats() []ReceiverStats {
 			}
 			if oldest[i] != 0 {
 				st.OldestPending = time.Duration(now - oldest[i])
+			}
+			if s := rr.spill; s != nil {
+				st.Spill = &SpillStats{Topic: s.cfg.Topic, Detached: s.spilling(), Spilled: s.spilled.Load(), Backlog: s.backlog.Load()}
 			}
 			rs.Routes = append(rs.Routes, st)
 		}

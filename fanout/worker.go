@@ -27,6 +27,9 @@ type routeRunner struct {
 	async    AsyncRoute
 	inflight atomic.Int64
 	freed    chan struct{}
+	// spill detaches the route when it stays congested; nil without a
+	// SpillConfig.
+	spill *spillRunner
 }
 
 func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *routeRunner {
@@ -43,6 +46,9 @@ func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *r
 		rr.async = a
 		rr.freed = make(chan struct{}, 1)
 	}
+	if cfg.Spill != nil {
+		rr.spill = newSpillRunner(rr, *cfg.Spill)
+	}
 	return rr
 }
 
@@ -50,6 +56,10 @@ func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *r
 // dispatcher for an asynchronous route.
 func (rr *routeRunner) start() {
 	e := rr.r.e
+	if rr.spill != nil {
+		e.wg.Add(1)
+		go rr.spill.dispatch()
+	}
 	if rr.async != nil {
 		e.wg.Add(1)
 		go rr.dispatch()
@@ -72,7 +82,7 @@ func (rr *routeRunner) work() {
 	// of its previous delivery as the start of the next.
 	now := clock.Now()
 	for {
-		t, ok := rr.q.take()
+		t, ok := rr.q.take(takeRoute)
 		if !ok {
 			return
 		}
@@ -86,9 +96,12 @@ func (rr *routeRunner) work() {
 			now = clock.Now()
 		}
 		rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-t.enq)))
-		var acked bool
-		acked, now = rr.deliver(t.job, b, now)
-		if acked {
+		var v verdict
+		v, now = rr.deliver(t.job, b, now)
+		if v == handedOff {
+			continue // the spill delivery finishes the job
+		}
+		if v == acked {
 			t.p.ack(t.s, t.seq, rr.bit)
 		}
 		rr.q.finish(t.job)
@@ -96,46 +109,73 @@ func (rr *routeRunner) work() {
 	}
 }
 
+// verdict is how a synchronous delivery ended.
+type verdict int
+
+const (
+	// notAcked: the partition was revoked or lost, or the engine closed
+	// hard; the next owner redelivers the record.
+	notAcked verdict = iota
+	// acked: delivered or dead-lettered.
+	acked
+	// handedOff: the route detached, and the record went to its spill
+	// topic, whose delivery finishes the job.
+	handedOff
+)
+
 // deliver runs one record through the route until it is acknowledged or
-// dead-lettered (true), or its partition is revoked or lost or the engine
-// is shut down hard (false: not acknowledged, the next owner redelivers).
+// dead-lettered, its partition is revoked or lost or the engine is shut
+// down hard (not acknowledged: the next owner redelivers), or the route
+// detaches (the record is handed to the spill topic).
 // start is the current time; deliver returns the time it finished.
-func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.Time) (bool, time.Time) {
+func (rr *routeRunner) deliver(j job, b *backoff.ExponentialBackOff, start time.Time) (verdict, time.Time) {
 	p := j.p
 	m := j.s.msg // a copy: the slot's data is released once every route acknowledged
 	ctx := p.ctx
 	clock := rr.r.e.clock
 	for attempt := 1; ; attempt++ {
 		if p.revoked.Load() || ctx.Err() != nil {
-			return false, start
+			return notAcked, start
 		}
 		if attempt > 1 {
 			start = clock.Now()
 		}
+		if rr.spill != nil && rr.spill.spilling() {
+			rr.spill.adopt(j, 1, start)
+			return handedOff, start
+		}
 		m.Attempt = attempt
-		err := rr.call(ctx, m)
+		actx, release := ctx, func() {}
+		if rr.spill != nil {
+			actx, release = rr.spill.attempt(ctx, nil)
+		}
+		err := rr.call(actx, m)
+		release()
 		end := clock.Now()
 		d := end.Sub(start)
 		if err == nil {
 			rr.obs.Delivered(OutcomeSuccess, d)
-			return true, end
+			return acked, end
 		}
 		if attempt == 1 {
 			b.Reset()
 		}
 		if ctx.Err() != nil {
-			return false, end
+			return notAcked, end
+		}
+		if rr.spill != nil && rr.spill.spilling() {
+			continue // detached meanwhile: the record goes to the spill topic
 		}
 		if rr.deadLetters(err, attempt) {
 			if !rr.deadLetter(ctx, p, m, err, attempt, b) {
-				return false, clock.Now()
+				return notAcked, clock.Now()
 			}
 			rr.obs.Delivered(OutcomeDeadLetter, d)
-			return true, clock.Now()
+			return acked, clock.Now()
 		}
 		rr.retrying(&m, err, d)
 		if !rr.wait(ctx, p, nextDelay(b, err)) {
-			return false, clock.Now()
+			return notAcked, clock.Now()
 		}
 	}
 }
@@ -213,10 +253,18 @@ func nextDelay(b *backoff.ExponentialBackOff, err error) time.Duration {
 	return d
 }
 
-// wait sleeps d unless the partition is revoked or ctx ends first.
+// wait sleeps d unless the partition is revoked or ctx ends first. A
+// route that detaches meanwhile cuts the wait short (true): the record goes
+// to the spill topic at once.
 func (rr *routeRunner) wait(ctx context.Context, p *partition, d time.Duration) bool {
+	var detach <-chan struct{}
+	if rr.spill != nil && !rr.spill.spilling() {
+		detach = rr.spill.changed()
+	}
 	select {
 	case <-rr.r.e.clock.After(d):
+		return !p.revoked.Load()
+	case <-detach:
 		return !p.revoked.Load()
 	case <-ctx.Done():
 		return false

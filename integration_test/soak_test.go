@@ -54,7 +54,7 @@ func TestSoak(t *testing.T) {
 	if len(rep.Problems) > 0 {
 		t.Fatalf("soak found %d problems; replay with SOAK_SEED=%d\n%s\n%s", len(rep.Problems), seed, rep, rep.Schedule)
 	}
-	if rep.Records == 0 || rep.Workers < 2 {
-		t.Fatalf("the run checked nothing: %s", rep)
+	if rep.Records == 0 || rep.Workers < 2 || rep.Detaches == 0 || rep.Spilled == 0 {
+		t.Fatalf("the run checked nothing (or never detached the spill route): %s", rep)
 	}
 }

@@ -13,9 +13,13 @@ import (
 
 // Dead-letter headers, added to the original record's headers.
 const (
-	DLQHeaderTopic        = "fanout-topic"
-	DLQHeaderPartition    = "fanout-partition"
-	DLQHeaderOffset       = "fanout-offset"
+	DLQHeaderTopic     = "fanout-topic"
+	DLQHeaderPartition = "fanout-partition"
+	DLQHeaderOffset    = "fanout-offset"
+	// DLQHeaderTimestamp is the original's timestamp, Unix milliseconds;
+	// absent when it had none. The dead letter's own timestamp is when it
+	// was written (see DeadLetter).
+	DLQHeaderTimestamp    = "fanout-timestamp"
 	DLQHeaderRoute        = "fanout-route"
 	DLQHeaderError        = "fanout-error"
 	DLQHeaderAttempts     = "fanout-attempts"
@@ -42,11 +46,8 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 				msg = msg[:maxDLQError]
 			}
 		}
-		hs := kafkaHeaders(m.Headers, 7)
+		hs := appendOrigin(kafkaHeaders(m.Headers, 8), m)
 		hs = append(hs,
-			kgo.RecordHeader{Key: DLQHeaderTopic, Value: []byte(m.Topic)},
-			kgo.RecordHeader{Key: DLQHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
-			kgo.RecordHeader{Key: DLQHeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
 			kgo.RecordHeader{Key: DLQHeaderRoute, Value: []byte(route)},
 			kgo.RecordHeader{Key: DLQHeaderError, Value: []byte(msg)},
 			kgo.RecordHeader{Key: DLQHeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
@@ -54,7 +55,7 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 		// No Timestamp: franz-go measures RecordDeliveryTimeout from a
 		// record's timestamp, so an old record's would time out before it
 		// was sent, for ever. The broker stamps the dead letter; the
-		// original's time stays in the receiver's topic at fanout-offset.
+		// original's time is in fanout-timestamp.
 		rec := &kgo.Record{Topic: topic, Key: m.Key, Value: m.Value, Headers: hs}
 		err := cl.ProduceSync(ctx, rec).FirstErr()
 		if errors.Is(err, kerr.MessageTooLarge) && len(m.Value) > 0 {
@@ -67,4 +68,19 @@ func DeadLetter(cl *kgo.Client, topic, route string) fanout.DeadLetterFunc {
 		}
 		return nil
 	}
+}
+
+// appendOrigin appends the headers naming where m came from: its topic,
+// partition, offset and, when it has one, its timestamp (the dead letter
+// and the parked record each get a timestamp of their own).
+func appendOrigin(hs []kgo.RecordHeader, m fanout.Message) []kgo.RecordHeader {
+	hs = append(hs,
+		kgo.RecordHeader{Key: DLQHeaderTopic, Value: []byte(m.Topic)},
+		kgo.RecordHeader{Key: DLQHeaderPartition, Value: []byte(strconv.Itoa(int(m.Partition)))},
+		kgo.RecordHeader{Key: DLQHeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+	)
+	if !m.Timestamp.IsZero() {
+		hs = append(hs, kgo.RecordHeader{Key: DLQHeaderTimestamp, Value: []byte(strconv.FormatInt(m.Timestamp.UnixMilli(), 10))})
+	}
+	return hs
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func newKafka(t *testing.T, topics ...string) (*Producers, []string) {
@@ -214,10 +215,55 @@ func TestProducers_checkNamesMissingRequiredTopics(t *testing.T) {
 	if _, err := p.Get(nil, "optional-destination", ""); err != nil {
 		t.Fatal(err)
 	}
+	p.newTopicGrace = 0
 	err := p.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `receivers[0].routes[1].dead_letter_topic: topic "orders.dlq"`) ||
 		strings.Contains(err.Error(), "present") || strings.Contains(err.Error(), "optional") {
 		t.Fatalf("Check = %v", err)
+	}
+}
+
+// A required topic created while Check runs (a deploy that creates topics
+// and starts the worker at once) is found: Check asks again while the
+// broker does not know it yet.
+func TestProducers_checkWaitsForANewTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	described := make(chan struct{}, 16)
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {
+		case described <- struct{}{}:
+		default:
+		}
+		return nil, nil, false
+	})
+	p := NewProducers([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, 2*time.Second)
+	defer p.Close()
+	if _, err := p.Get(nil, "late.dlq", "receivers[0].routes[0].dead_letter_topic"); err != nil {
+		t.Fatal(err)
+	}
+	checked := make(chan error, 1)
+	go func() { checked <- p.Check(context.Background()) }()
+	// kfake handles requests one at a time: the topic is created after
+	// the first DescribeConfigs was answered without it.
+	<-described
+	adm, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if _, err := kadm.NewClient(adm).CreateTopic(context.Background(), 1, 1, nil, "late.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-checked; err != nil {
+		t.Fatalf("Check = %v, want the topic created meanwhile found", err)
+	}
+	if len(described) == 0 {
+		t.Fatal("Check described the topics once: it never saw the topic missing")
 	}
 }
 
@@ -236,8 +282,34 @@ func TestDeadLetter_oldRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := fanout.Message{Topic: "orders", Offset: 1, Value: []byte("v"), Timestamp: time.Now().Add(-time.Hour)}
+	m := fanout.Message{Topic: "orders", Offset: 1, Value: []byte("v"), Timestamp: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
 	if err := DeadLetter(cl, "old.dlq", "r")(context.Background(), m, errors.New("400"), 1); err != nil {
 		t.Fatalf("dead-lettering an hour-old record: %v", err)
 	}
+	// The original's timestamp travels in fanout-timestamp.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("old.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := rd.PollFetches(ctx)
+	if err := fs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("got %d dead letters, want 1", len(recs))
+	}
+	want := strconv.FormatInt(m.Timestamp.UnixMilli(), 10)
+	for _, h := range recs[0].Headers {
+		if h.Key == DLQHeaderTimestamp {
+			if string(h.Value) != want {
+				t.Fatalf("%s = %s, want %s", DLQHeaderTimestamp, h.Value, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("dead letter has no %s header: %v", DLQHeaderTimestamp, recs[0].Headers)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -33,15 +34,19 @@ const ProducerBufferBytes = 32 << 20
 type Producers struct {
 	base          []kgo.Opt // connection options: brokers, TLS, SASL, logger
 	recordTimeout time.Duration
+	// newTopicGrace is how long Check waits for a required topic the
+	// broker does not know yet (topicGrace; tests shorten it).
+	newTopicGrace time.Duration
 
 	mu      sync.Mutex // protects clients and topics
 	clients map[string]*kgo.Client
 	topics  map[string]map[string]string // cluster → topic → field path (empty: optional)
 
-	// limitsMu protects limits. It is separate from mu because franz-go
-	// asks for a limit while Get builds a client under mu.
+	// limitsMu protects limits and parts. It is separate from mu because
+	// franz-go asks for a limit while Get builds a client under mu.
 	limitsMu sync.RWMutex
 	limits   map[string]map[string]int32 // cluster → topic → max.message.bytes
+	parts    map[string]map[string]int32 // cluster → topic → partitions
 }
 
 // NewProducers returns a set whose default cluster is reached with base
@@ -50,9 +55,14 @@ func NewProducers(base []kgo.Opt, recordTimeout time.Duration) *Producers {
 	if recordTimeout <= 0 {
 		recordTimeout = 30 * time.Second
 	}
-	return &Producers{base: base, recordTimeout: recordTimeout, clients: map[string]*kgo.Client{},
-		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}}
+	return &Producers{base: base, recordTimeout: recordTimeout, newTopicGrace: topicGrace, clients: map[string]*kgo.Client{},
+		topics: map[string]map[string]string{}, limits: map[string]map[string]int32{}, parts: map[string]map[string]int32{}}
 }
+
+// topicGrace is how long Check gives a required topic to appear: a topic
+// created a moment before the worker starts may not be known to every
+// broker yet (UNKNOWN_TOPIC_OR_PARTITION for a while).
+const topicGrace = 5 * time.Second
 
 func clusterKey(brokers []string) string {
 	if len(brokers) == 0 {
@@ -69,7 +79,30 @@ func clusterKey(brokers []string) string {
 // exist: Check fails naming it when it does not. Another cluster shares
 // the default's TLS and SASL settings.
 func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client, error) {
+	return p.get(brokers, topic, requiredBy, false)
+}
+
+// Spill returns the client spill routes produce through on the default
+// cluster: one of its own, whose records go to the partition they name
+// (see SpillRoute), and registers topic as required by requiredBy.
+func (p *Producers) Spill(topic, requiredBy string) (*kgo.Client, error) {
+	return p.get(nil, topic, requiredBy, true)
+}
+
+// Partitions reports the partitions of topic on the default cluster, as
+// Check read them; 0 before.
+func (p *Producers) Partitions(topic string) int32 {
+	p.limitsMu.RLock()
+	defer p.limitsMu.RUnlock()
+	return p.parts[""][topic]
+}
+
+func (p *Producers) get(brokers []string, topic, requiredBy string, manual bool) (*kgo.Client, error) {
 	key := clusterKey(brokers)
+	clientKey := key
+	if manual {
+		clientKey = "spill|" + key
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.topics[key] == nil {
@@ -78,7 +111,7 @@ func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client
 	if prev, ok := p.topics[key][topic]; !ok || prev == "" {
 		p.topics[key][topic] = requiredBy
 	}
-	if cl := p.clients[key]; cl != nil {
+	if cl := p.clients[clientKey]; cl != nil {
 		return cl, nil
 	}
 	opts := slices.Clone(p.base)
@@ -92,11 +125,14 @@ func (p *Producers) Get(brokers []string, topic, requiredBy string) (*kgo.Client
 		kgo.MaxBufferedBytes(ProducerBufferBytes),
 		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 { return p.limit(key, topic) }),
 	)
+	if manual {
+		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	p.clients[key] = cl
+	p.clients[clientKey] = cl
 	return cl, nil
 }
 
@@ -110,10 +146,34 @@ func (p *Producers) limit(key, topic string) int32 {
 	return defaultBatchMaxBytes
 }
 
+// describe reads names' configurations, asking again for up to
+// newTopicGrace while a required topic is unknown to the broker.
+func (p *Producers) describe(ctx context.Context, cl *kgo.Client, names []string, required map[string]string) (kadm.ResourceConfigs, error) {
+	deadline := time.Now().Add(p.newTopicGrace)
+	for {
+		configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, names...)
+		if err != nil {
+			return nil, err
+		}
+		unknown := slices.ContainsFunc(configs, func(rc kadm.ResourceConfig) bool {
+			return required[rc.Name] != "" && errors.Is(rc.Err, kerr.UnknownTopicOrPartition)
+		})
+		if !unknown || time.Now().After(deadline) {
+			return configs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return configs, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // Check reads every registered topic's max.message.bytes, so that records
 // as large as the topic takes are produced (franz-go's own limit is
 // smaller than Kafka's default), and fails naming each required topic
-// that does not exist. Call it once before the first record is produced.
+// that does not exist (after topicGrace: a topic created a moment ago may
+// not be known yet). Call it once before the first record is produced.
 func (p *Producers) Check(ctx context.Context) error {
 	p.mu.Lock()
 	type work struct {
@@ -123,7 +183,11 @@ func (p *Producers) Check(ctx context.Context) error {
 	}
 	var todo []work
 	for key, topics := range p.topics {
-		todo = append(todo, work{key, p.clients[key], maps.Clone(topics)})
+		cl := p.clients[key]
+		if cl == nil {
+			cl = p.clients["spill|"+key]
+		}
+		todo = append(todo, work{key, cl, maps.Clone(topics)})
 	}
 	p.mu.Unlock()
 	sort.Slice(todo, func(i, j int) bool { return todo[i].key < todo[j].key })
@@ -134,7 +198,7 @@ func (p *Producers) Check(ctx context.Context) error {
 			names = append(names, t)
 		}
 		sort.Strings(names)
-		configs, err := kadm.NewClient(w.cl).DescribeTopicConfigs(ctx, names...)
+		configs, err := p.describe(ctx, w.cl, names, w.topics)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kafka: describe topics %v: %w", names, err))
 			continue
@@ -155,8 +219,17 @@ func (p *Producers) Check(ctx context.Context) error {
 				}
 			}
 		}
+		parts := map[string]int32{}
+		if details, err := kadm.NewClient(w.cl).ListTopics(ctx, names...); err == nil {
+			for _, d := range details {
+				if d.Err == nil {
+					parts[d.Topic] = int32(len(d.Partitions))
+				}
+			}
+		}
 		p.limitsMu.Lock()
 		p.limits[w.key] = limits
+		p.parts[w.key] = parts
 		p.limitsMu.Unlock()
 	}
 	return errors.Join(errs...)

@@ -1,8 +1,11 @@
 package soak
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,7 +17,10 @@ import (
 
 	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/internal/testkit"
+	"github.com/receiver-fanout/fanout/routes"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -45,6 +51,11 @@ const (
 	shutdownWait = 5 * time.Second // FANOUT_SHUTDOWN_TIMEOUT of the workers
 	largeBytes   = 600 << 10
 	txnBatch     = 20
+	// The spill route: a small buffer, so that a stall congests it at
+	// once, and a short spill.after (see spillStallMin).
+	spillBuffer     = 32
+	spillAfter      = time.Second
+	spillPartitions = 2 // fewer than the receivers': original partition mod 2
 
 	abortedPrefix = "aborted-"
 )
@@ -55,6 +66,8 @@ type Report struct {
 	Problems  []string
 	Records   int           // committed data records checked at every route
 	Aborted   int           // records of aborted transactions produced
+	Spilled   int           // records parked in the spill topics, each checked at the spill route
+	Detaches  int           // times a worker detached the spill route (its log says so)
 	Converged time.Duration // from the last fault until every commit reached its end
 	// SIGTERMs is how long each SIGTERMed worker took to exit.
 	SIGTERMs  []time.Duration
@@ -76,6 +89,7 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "soak seed %d: %d events, %d workers started, %d committed records checked at every route, %d records of aborted transactions produced\n",
 		r.Schedule.Seed, len(r.Schedule.Events), r.Workers, r.Records, r.Aborted)
+	fmt.Fprintf(&b, "  the spill route detached %d times and parked %d records in its spill topics (each checked at the route)\n", r.Detaches, r.Spilled)
 	fmt.Fprintf(&b, "  converged %.1fs after the last fault; %d SIGTERMs, slowest exit %.2fs (budget %s + 1s); peak RSS %d MiB of a worst case of %d MiB\n",
 		r.Converged.Seconds(), len(r.SIGTERMs), maxTerm.Seconds(), shutdownWait, r.PeakRSS>>20, r.WorstCase>>20)
 	for _, p := range r.Problems {
@@ -90,13 +104,14 @@ type run struct {
 	rep      *Report
 	sinks    *sinks
 	topics   []string
+	spills   []string // the spill route's spill topic, per receiver
 	copy     string
 	group    string
 	cfgPath  string
 	worstEnv []string
 
 	mu      sync.Mutex // protects workers and the report's exit figures
-	workers []*worker
+	workers []*testkit.Worker
 	nextID  int
 
 	data   *kgo.Client // steady producer
@@ -148,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	stopProducing()
 	<-produced
-	r.sinks.endStall()
+	r.sinks.endStall("")
 	r.sinks.burst.Store(false)
 	if err := r.data.Flush(ctx); err != nil {
 		r.rep.problem("flush the steady producer: %v", err)
@@ -167,8 +182,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (r *run) close() {
 	r.mu.Lock()
 	for _, w := range r.workers {
-		if w.alive() {
-			w.kill()
+		if w.Alive() {
+			w.Kill()
 		}
 	}
 	r.mu.Unlock()
@@ -182,6 +197,7 @@ func (r *run) close() {
 func (r *run) setup(ctx context.Context) error {
 	for i := range receivers {
 		r.topics = append(r.topics, fmt.Sprintf("%s-r%d", r.cfg.Prefix, i))
+		r.spills = append(r.spills, fmt.Sprintf("%s-r%d-spill", r.cfg.Prefix, i))
 	}
 	r.copy = r.topics[0] + "-copy"
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...))
@@ -189,13 +205,18 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.admCl, r.adm = cl, kadm.NewClient(cl)
-	resp, err := r.adm.CreateTopics(ctx, partitions, 1, nil, append([]string{r.copy}, r.topics...)...)
-	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	for _, t := range resp.Sorted() {
-		if t.Err != nil {
-			return fmt.Errorf("create topic %s: %w", t.Topic, t.Err)
+	for _, c := range []struct {
+		n      int32
+		topics []string
+	}{{partitions, append([]string{r.copy}, r.topics...)}, {spillPartitions, r.spills}} {
+		resp, err := r.adm.CreateTopics(ctx, c.n, 1, nil, c.topics...)
+		if err != nil {
+			return fmt.Errorf("create topics: %w", err)
+		}
+		for _, t := range resp.Sorted() {
+			if t.Err != nil {
+				return fmt.Errorf("create topic %s: %w", t.Topic, t.Err)
+			}
 		}
 	}
 	r.data, err = kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.ProducerLinger(5*time.Millisecond),
@@ -215,6 +236,8 @@ func (r *run) setup(ctx context.Context) error {
 			fmt.Fprintf(&yaml, "      - {name: %s, type: http, workers: %d, buffer: 256, retry: {initial_backoff: 20ms, max_backoff: 500ms}, http: {url: %q, timeout: 2s}}\n",
 				route, workers, r.sinks.url(route))
 		}
+		fmt.Fprintf(&yaml, "      - {name: %s, type: http, workers: 2, buffer: %d, retry: {initial_backoff: 20ms, max_backoff: 500ms}, http: {url: %q, timeout: 2s}, spill: {topic: %s, after: %s}}\n",
+			RouteSpill, spillBuffer, r.sinks.url(RouteSpill), r.spills[i], spillAfter)
 		if i == 0 {
 			fmt.Fprintf(&yaml, "      - {name: copy, type: kafka, kafka: {topic: %s}}\n", r.copy)
 		}
@@ -301,9 +324,9 @@ func (r *run) apply(ctx context.Context, e Event) {
 		}
 	case Term, Kill:
 		r.mu.Lock()
-		var live []*worker
+		var live []*testkit.Worker
 		for _, w := range r.workers {
-			if w.alive() {
+			if w.Alive() {
 				live = append(live, w)
 			}
 		}
@@ -313,18 +336,22 @@ func (r *run) apply(ctx context.Context, e Event) {
 		}
 		w := live[e.Pick%len(live)]
 		if e.Kind == Kill {
-			w.kill()
+			w.Kill()
 		} else {
-			w.term()
+			w.Term()
 		}
 	case BrokerRestart:
 		if err := r.cfg.Restart(); err != nil {
 			r.rep.problem("broker restart at %.1fs: %v", e.At.Seconds(), err)
 		}
 	case StallStart:
-		r.sinks.startStall()
+		r.sinks.startStall(RouteStall)
 	case StallEnd:
-		r.sinks.endStall()
+		r.sinks.endStall(RouteStall)
+	case SpillStallStart:
+		r.sinks.startStall(RouteSpill)
+	case SpillStallEnd:
+		r.sinks.endStall(RouteSpill)
 	case BurstStart:
 		r.sinks.burst.Store(true)
 	case BurstEnd:
@@ -380,7 +407,7 @@ func (r *run) running() int {
 	defer r.mu.Unlock()
 	n := 0
 	for _, w := range r.workers {
-		if w.alive() {
+		if w.Alive() {
 			n++
 		}
 	}
@@ -391,7 +418,9 @@ func (r *run) start() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nextID++
-	w, err := startWorker(r.cfg.Binary, r.nextID, r.worstEnv, r.cfg.Logf)
+	w, err := testkit.StartWorker(r.cfg.Binary, "soak-"+strconv.Itoa(r.nextID), r.worstEnv, func(format string, args ...any) {
+		r.cfg.Logf("soak "+format, args...)
+	})
 	if err != nil {
 		r.rep.problem("start worker %d: %v", r.nextID, err)
 		return
@@ -400,15 +429,18 @@ func (r *run) start() {
 	r.rep.Workers++
 }
 
-// watchOffsets reads the group's committed offsets until ctx ends and
-// reports any that went backwards.
+// watchOffsets reads the committed offsets of the group and of its spill
+// group until ctx ends and reports any that went backwards.
 func (r *run) watchOffsets(ctx context.Context) {
 	last := map[string]int64{}
 	for ctx.Err() == nil {
-		offs, err := r.adm.FetchOffsets(ctx, r.group)
-		if err == nil {
+		for _, group := range []string{r.group, app.SpillGroup(r.group)} {
+			offs, err := r.adm.FetchOffsets(ctx, group)
+			if err != nil {
+				continue
+			}
 			offs.Each(func(o kadm.OffsetResponse) {
-				k := fmt.Sprintf("%s/%d", o.Topic, o.Partition)
+				k := fmt.Sprintf("%s %s/%d", group, o.Topic, o.Partition)
 				if o.Err == nil && o.At >= 0 {
 					if o.At < last[k] {
 						r.rep.problem("committed offset of %s went backwards: %d after %d", k, o.At, last[k])
@@ -424,19 +456,38 @@ func (r *run) watchOffsets(ctx context.Context) {
 	}
 }
 
-// settle makes sure a worker runs and waits until every receiver
-// partition's committed offset reaches its end offset, within Settle.
+// settle makes sure a worker runs and waits, within Settle, until every
+// receiver partition's committed offset reaches its end offset, and every
+// spill topic partition's the same in the spill group, and then until no
+// running worker has a route detached.
 func (r *run) settle(ctx context.Context) {
 	for r.running() < 2 {
 		r.start()
 	}
 	deadline := r.lastAt.Add(r.cfg.Settle)
+	atEnd := false
 	for {
-		if ends, offs, ok := r.atEnd(ctx); ok {
-			r.rep.Converged = time.Since(r.lastAt)
-			return
-		} else if time.Now().After(deadline) {
-			r.rep.problem("%s after the last fault, commits have not reached the end offsets: ends %v, committed %v", r.cfg.Settle, ends, offs)
+		var why string
+		if !atEnd {
+			var ok bool
+			why, ok = r.atEnd(ctx)
+			if ok {
+				atEnd = true
+				r.rep.Converged = time.Since(r.lastAt)
+			}
+		}
+		if atEnd {
+			detached := r.detached(ctx)
+			if len(detached) == 0 {
+				return
+			}
+			why = fmt.Sprintf("the spill topics are drained, yet routes are still detached: %v", detached)
+		}
+		if time.Now().After(deadline) {
+			if !atEnd {
+				why = "commits have not reached the end offsets: " + why
+			}
+			r.rep.problem("%s after the last fault, %s", r.cfg.Settle, why)
 			return
 		}
 		select {
@@ -448,67 +499,108 @@ func (r *run) settle(ctx context.Context) {
 	}
 }
 
-func (r *run) atEnd(ctx context.Context) (map[string]int64, map[string]int64, bool) {
-	ends, err := r.adm.ListEndOffsets(ctx, r.topics...)
-	if err != nil {
-		return nil, nil, false
-	}
-	offs, err := r.adm.FetchOffsets(ctx, r.group)
-	if err != nil {
-		return nil, nil, false
-	}
-	e, c := map[string]int64{}, map[string]int64{}
-	ok := true
-	ends.Each(func(o kadm.ListedOffset) {
-		k := fmt.Sprintf("%s/%d", o.Topic, o.Partition)
-		e[k] = o.Offset
-		got, found := offs.Lookup(o.Topic, o.Partition)
-		c[k] = got.At
-		if !found || got.At != o.Offset {
-			ok = false
+// atEnd tells whether every receiver partition's committed offset in the
+// group, and every spill topic partition's in the spill group, is its end
+// offset; if not, it says which are not.
+func (r *run) atEnd(ctx context.Context) (string, bool) {
+	var behind []string
+	for _, c := range []struct {
+		group  string
+		topics []string
+	}{{r.group, r.topics}, {app.SpillGroup(r.group), r.spills}} {
+		ends, err := r.adm.ListEndOffsets(ctx, c.topics...)
+		if err != nil {
+			return err.Error(), false
 		}
-	})
-	return e, c, ok
+		offs, err := r.adm.FetchOffsets(ctx, c.group)
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			return err.Error(), false
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			got, found := offs.Lookup(o.Topic, o.Partition)
+			// An empty spill partition has nothing to commit.
+			if (found && got.At == o.Offset) || (!found && o.Offset == 0) {
+				return
+			}
+			behind = append(behind, fmt.Sprintf("%s %s/%d at %d of %d", c.group, o.Topic, o.Partition, got.At, o.Offset))
+		})
+	}
+	sort.Strings(behind)
+	return strings.Join(behind, ", "), len(behind) == 0
+}
+
+// detached lists the routes a running worker reports detached
+// (fanout_route_detached 1 on its /metrics), as worker topic/route.
+func (r *run) detached(ctx context.Context) []string {
+	r.mu.Lock()
+	ws := append([]*testkit.Worker(nil), r.workers...)
+	r.mu.Unlock()
+	var out []string
+	for _, w := range ws {
+		if !w.Alive() {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.Addr+"/metrics", nil)
+		if err != nil {
+			continue
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out = append(out, w.Name+" (no /metrics: "+err.Error()+")")
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "fanout_route_detached{") && strings.HasSuffix(line, " 1") {
+				out = append(out, w.Name+" "+strings.TrimSuffix(line, " 1"))
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
 }
 
 // stopAll SIGTERMs every running worker and waits for all to exit.
 func (r *run) stopAll() {
 	r.mu.Lock()
-	ws := append([]*worker(nil), r.workers...)
+	ws := append([]*testkit.Worker(nil), r.workers...)
 	r.mu.Unlock()
 	for _, w := range ws {
-		if w.alive() {
-			w.term()
+		if w.Alive() {
+			w.Term()
 		}
 	}
 	for _, w := range ws {
-		w.wait()
-		if w.termAt.IsZero() {
+		code, took, termed := w.Exit()
+		if !termed {
 			continue // killed
 		}
-		took := w.exitAt.Sub(w.termAt)
 		r.rep.SIGTERMs = append(r.rep.SIGTERMs, took)
-		if w.code != 0 {
-			r.rep.problem("worker %d exited %d after SIGTERM:\n%s", w.id, w.code, w.stderr.String())
+		if code != 0 {
+			r.rep.problem("worker %s exited %d after SIGTERM:\n%s", w.Name, code, w.Stderr())
 		}
 		if took > shutdownWait+time.Second {
-			r.rep.problem("worker %d took %s from SIGTERM to exit (budget %s + 1s)", w.id, took, shutdownWait)
+			r.rep.problem("worker %s took %s from SIGTERM to exit (budget %s + 1s)", w.Name, took, shutdownWait)
 		}
 	}
 	for _, w := range ws {
-		rss := w.maxRSS.Load()
+		r.rep.Detaches += strings.Count(w.Stderr(), "route detached:")
+		rss := w.PeakRSS()
 		if rss == 0 {
-			r.rep.problem("worker %d: no VmHWM read from /proc: its peak RSS is unknown", w.id)
+			r.rep.problem("worker %s: no VmHWM read from /proc: its peak RSS is unknown", w.Name)
 		}
 		r.rep.PeakRSS = max(r.rep.PeakRSS, rss)
 		if rss > r.rep.WorstCase {
-			r.rep.problem("worker %d peak RSS %d MiB, over the worst case of %d MiB", w.id, rss>>20, r.rep.WorstCase>>20)
+			r.rep.problem("worker %s peak RSS %d MiB, over the worst case of %d MiB", w.Name, rss>>20, r.rep.WorstCase>>20)
 		}
 	}
 }
 
-// verify reads every receiver and the copy topic to their ends and checks
-// that each committed record reached every route and no aborted one did.
+// verify reads every receiver, the copy topic and the spill topics to
+// their ends and checks that each committed record reached every route,
+// each parked record is a committed record of its receiver and reached the
+// spill route, and no aborted record reached any.
 func (r *run) verify(ctx context.Context) {
 	copied := map[string]bool{}
 	for _, rec := range r.readAll(ctx, r.copy) {
@@ -516,6 +608,13 @@ func (r *run) verify(ctx context.Context) {
 	}
 	missing := map[string]int{}
 	var examples []string
+	miss := func(what, key string) {
+		missing[what]++
+		if len(examples) < 5 {
+			examples = append(examples, what+" "+key)
+		}
+	}
+	committed := map[string]bool{}
 	for i, topic := range r.topics {
 		for _, rec := range r.readAll(ctx, topic) {
 			if rec.Attrs.IsControl() {
@@ -525,20 +624,36 @@ func (r *run) verify(ctx context.Context) {
 			key := fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset)
 			if strings.HasPrefix(string(rec.Value), abortedPrefix) {
 				r.rep.problem("record %s of an aborted transaction is in the committed log", key)
+			} else {
+				committed[key] = true
 			}
-			for _, route := range []string{RouteFast, RouteSlow, RouteStall, RouteFlaky} {
+			for _, route := range httpRoutes {
 				if !r.sinks.received(route, key) {
-					missing[route]++
-					if len(examples) < 5 {
-						examples = append(examples, route+" "+key)
-					}
+					miss(route, key)
 				}
 			}
 			if i == 0 && !copied[string(rec.Value[:min(len(rec.Value), 32)])] {
-				missing["copy"]++
-				if len(examples) < 5 {
-					examples = append(examples, "copy "+key)
-				}
+				miss("copy", key)
+			}
+		}
+	}
+	// A parked record names its original: it must be a committed record
+	// of its receiver, and have reached the spill route (from the spill
+	// topic, or directly before or after the detachment).
+	for _, topic := range r.spills {
+		for _, rec := range r.readAll(ctx, topic) {
+			if rec.Attrs.IsControl() {
+				continue
+			}
+			r.rep.Spilled++
+			key, ok := parkedKey(rec)
+			switch {
+			case !ok:
+				r.rep.problem("record %s/%d/%d of spill topic %s has no spill headers", rec.Topic, rec.Partition, rec.Offset, topic)
+			case !committed[key]:
+				r.rep.problem("spill topic %s parks %s, which is no committed record of a receiver", topic, key)
+			case !r.sinks.received(RouteSpill, key):
+				miss("spill (parked)", key)
 			}
 		}
 	}
@@ -553,6 +668,26 @@ func (r *run) verify(ctx context.Context) {
 	if seen := r.sinks.abortedSeen(); len(seen) > 0 {
 		r.rep.problem("%d deliveries of aborted records, first %s", len(seen), seen[0])
 	}
+}
+
+// parkedKey is the topic/partition/offset a record of a spill topic was
+// parked from (its Idempotency-Key at the route).
+func parkedKey(rec *kgo.Record) (string, bool) {
+	var topic, part, off string
+	for _, h := range rec.Headers {
+		switch h.Key {
+		case routes.SpillHeaderTopic:
+			topic = string(h.Value)
+		case routes.SpillHeaderPartition:
+			part = string(h.Value)
+		case routes.SpillHeaderOffset:
+			off = string(h.Value)
+		}
+	}
+	if topic == "" || part == "" || off == "" {
+		return "", false
+	}
+	return topic + "/" + part + "/" + off, true
 }
 
 // readAll reads topic from the start to its end offsets, read committed,

@@ -7,7 +7,9 @@ import (
 )
 
 // The same seed replays the same schedule; another seed draws another;
-// a schedule without restarts has none; every stall and burst ends.
+// a schedule without restarts has none; every stall and burst ends; every
+// schedule long enough stalls the spill route from the start, long enough
+// to detach it.
 func TestSchedule_seeded(t *testing.T) {
 	o := Options{Faults: time.Minute, Restarts: true, MaxWorkers: 3}
 	a, b := NewSchedule(42, o), NewSchedule(42, o)
@@ -24,10 +26,24 @@ func TestSchedule_seeded(t *testing.T) {
 			t.Fatalf("events out of order at %d", i)
 		}
 	}
-	if kinds[StallStart] != kinds[StallEnd] || kinds[BurstStart] != kinds[BurstEnd] {
+	if kinds[StallStart] != kinds[StallEnd] || kinds[BurstStart] != kinds[BurstEnd] || kinds[SpillStallStart] != kinds[SpillStallEnd] {
 		t.Fatalf("unbalanced stalls or bursts: %v", kinds)
 	}
-	for _, k := range []Kind{Join, Term, Kill, TxnAbort, TxnCommit} {
+	for seed := range uint64(20) {
+		var start, end time.Duration = -1, -1
+		for _, e := range NewSchedule(seed, o).Events {
+			if e.Kind == SpillStallStart && start < 0 {
+				start = e.At
+			}
+			if e.Kind == SpillStallEnd && start >= 0 && end < 0 {
+				end = e.At
+			}
+		}
+		if start != spillStallFirst || end-start < spillStallMin {
+			t.Errorf("seed %d: the first spill stall is %s–%s, want one from %s for at least %s", seed, start, end, spillStallFirst, spillStallMin)
+		}
+	}
+	for _, k := range []Kind{Join, Term, Kill, TxnAbort, TxnCommit, SpillStallStart} {
 		if kinds[k] == 0 {
 			t.Errorf("a minute of faults has no %s: %v", k, kinds)
 		}

@@ -16,7 +16,14 @@ const (
 	RouteSlow  = "slow"  // answers after a few milliseconds
 	RouteStall = "stall" // stops answering while a stall lasts
 	RouteFlaky = "flaky" // 5% 503s, and only 503s while a burst lasts
+	// RouteSpill has spill: it stops answering while a spill stall
+	// lasts, so it detaches, its records go to its spill topic and reach
+	// it from there once it answers again, and it re-attaches.
+	RouteSpill = "spill"
 )
+
+// httpRoutes are the routes checked at the sink, every record at each.
+var httpRoutes = []string{RouteFast, RouteSlow, RouteStall, RouteFlaky, RouteSpill}
 
 // sinks is the HTTP server the http routes post to: one path per route,
 // recording what each route received, by topic/partition/offset.
@@ -26,14 +33,14 @@ type sinks struct {
 	mu       sync.Mutex                // protects the fields below
 	got      map[string]map[string]int // route → idempotency key → deliveries
 	aborted  []string                  // route/key of records of aborted transactions seen
-	stall    chan struct{}             // closed when the current stall ends; nil when none
+	stall    map[string]chan struct{}  // per route: closed when its current stall ends; none when it is not stalled
 	requests atomic.Int64
 	burst    atomic.Bool
 	n        atomic.Uint64
 }
 
 func newSinks() *sinks {
-	s := &sinks{got: map[string]map[string]int{}}
+	s := &sinks{got: map[string]map[string]int{}, stall: map[string]chan struct{}{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -51,9 +58,9 @@ func (s *sinks) serve(w http.ResponseWriter, r *http.Request) {
 	switch route {
 	case RouteSlow:
 		time.Sleep(3 * time.Millisecond)
-	case RouteStall:
+	case RouteStall, RouteSpill:
 		s.mu.Lock()
-		stall := s.stall
+		stall := s.stall[route]
 		s.mu.Unlock()
 		if stall != nil {
 			select {
@@ -81,19 +88,23 @@ func (s *sinks) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *sinks) startStall() {
+// startStall makes route's sink stop answering until endStall.
+func (s *sinks) startStall(route string) {
 	s.mu.Lock()
-	if s.stall == nil {
-		s.stall = make(chan struct{})
+	if s.stall[route] == nil {
+		s.stall[route] = make(chan struct{})
 	}
 	s.mu.Unlock()
 }
 
-func (s *sinks) endStall() {
+// endStall ends route's stall, or every stall when route is "".
+func (s *sinks) endStall(route string) {
 	s.mu.Lock()
-	if s.stall != nil {
-		close(s.stall)
-		s.stall = nil
+	for r, ch := range s.stall {
+		if route == "" || r == route {
+			close(ch)
+			delete(s.stall, r)
+		}
 	}
 	s.mu.Unlock()
 }
@@ -112,6 +123,6 @@ func (s *sinks) abortedSeen() []string {
 }
 
 func (s *sinks) close() {
-	s.endStall()
+	s.endStall("")
 	s.srv.Close()
 }
