@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -373,25 +372,9 @@ func (w *worker) kill() {
 // metric returns the samples of a metric family, keyed by their label text.
 func (w *worker) metric(name string) map[string]float64 {
 	w.t.Helper()
-	resp, err := http.Get("http://" + w.http + "/metrics")
+	out, err := testkit.ScrapeMetric(w.http, name)
 	if err != nil {
 		w.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[strings.TrimPrefix(line[:i], name)] = v
 	}
 	return out
 }

@@ -164,7 +164,13 @@ func (w *Worker) Ready() bool {
 // Metric returns the samples of a metric family from /metrics, keyed by
 // their label text (`{route="a",topic="b"}`).
 func (w *Worker) Metric(name string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + w.Addr + "/metrics")
+	return ScrapeMetric(w.Addr, name)
+}
+
+// ScrapeMetric returns the samples of a metric family from the /metrics of
+// the worker serving addr, keyed by their label text.
+func ScrapeMetric(addr, name string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}
