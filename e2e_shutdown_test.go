@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -55,13 +52,7 @@ func startWorker(t *testing.T, bin, cfg string, out io.Writer, env ...string) (*
 // gauge scrapes base/metrics and returns the value of the series of name
 // whose labels include labels, and whether there was one.
 func gauge(base, name string, labels map[string]string) (float64, bool) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := testkit.Scrape(strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		return 0, false
 	}

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +12,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Worker is a fanout binary run as a child process (`fanout run`), with
@@ -167,9 +170,8 @@ func (w *Worker) Metric(name string) (map[string]float64, error) {
 	return ScrapeMetric(w.Addr, name)
 }
 
-// ScrapeMetric returns the samples of a metric family from the /metrics of
-// the worker serving addr, keyed by their label text.
-func ScrapeMetric(addr, name string) (map[string]float64, error) {
+// Scrape reads the /metrics of the worker serving addr.
+func Scrape(addr string) (map[string]*dto.MetricFamily, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
@@ -178,20 +180,40 @@ func ScrapeMetric(addr, name string) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[strings.TrimPrefix(line[:i], name)] = v
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// ScrapeMetric returns the samples of a gauge or counter family from the
+// /metrics of the worker serving addr, keyed by their label text as
+// exposed (`{route="a",topic="b"}`, empty without labels).
+func ScrapeMetric(addr, name string) (map[string]float64, error) {
+	families, err := Scrape(addr)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	out := map[string]float64{}
+	for _, m := range families[name].GetMetric() {
+		var key strings.Builder
+		for i, l := range m.GetLabel() {
+			if i == 0 {
+				key.WriteByte('{')
+			} else {
+				key.WriteByte(',')
+			}
+			fmt.Fprintf(&key, "%s=%q", l.GetName(), l.GetValue())
+		}
+		if len(m.GetLabel()) > 0 {
+			key.WriteByte('}')
+		}
+		switch {
+		case m.GetGauge() != nil:
+			out[key.String()] = m.GetGauge().GetValue()
+		case m.GetCounter() != nil:
+			out[key.String()] = m.GetCounter().GetValue()
+		case m.GetUntyped() != nil:
+			out[key.String()] = m.GetUntyped().GetValue()
+		}
+	}
+	return out, nil
 }
