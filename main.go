@@ -16,9 +16,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
 	"github.com/receiver-fanout/fanout/demo"
+	"github.com/receiver-fanout/fanout/worker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -138,13 +138,13 @@ Logs go to stderr; log routes write their JSON lines to stdout.
 		fmt.Fprintf(stderr, "fanout run: invalid configuration:\n%v\n", err)
 		return 1
 	}
-	log := app.NewLogger(cfg.Env, stderr)
+	log := worker.NewLogger(cfg.Env, stderr)
 	for _, name := range config.UnknownVars(os.Environ()) {
 		log.Warn().Str("variable", name).Msg("unknown FANOUT_ variable ignored (misspelt?)")
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	w, err := app.New(app.Options{Version: version, Env: cfg.Env, File: cfg.File, Logger: log, LogOut: stdout})
+	w, err := worker.New(worker.Options{Version: version, Env: cfg.Env, File: cfg.File, Logger: log, LogOut: stdout})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
@@ -160,11 +160,11 @@ Logs go to stderr; log routes write their JSON lines to stdout.
 // environment and the file, with every route built (opening no connection)
 // and the Kafka client's TLS files read, every problem reported at once.
 func load() (*config.Config, error) {
-	cfg, err := config.LoadWith(app.FileProblems)
+	cfg, err := config.LoadWith(worker.FileProblems)
 	if err != nil {
 		return nil, err
 	}
-	if err := app.CheckEnv(cfg.Env); err != nil {
+	if err := worker.CheckEnv(cfg.Env); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -215,10 +215,10 @@ wrong) and exits 1. Touches no broker.
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s is valid\n\n%s\n%s", cfg.Env.ConfigFile, cfg.Env.Summary(), cfg.File.Summary())
-	mem := app.WorstCase(cfg.Env, cfg.File)
+	mem := worker.WorstCase(cfg.Env, cfg.File)
 	fmt.Fprintf(stdout, "\nworst-case memory (fanout run refuses to start when it exceeds GOMEMLIMIT or the cgroup's limit):\n%s", mem)
-	if limit, source, ok := app.MemoryLimit(); ok {
-		if err := app.CheckMemory(mem, limit, source); err != nil {
+	if limit, source, ok := worker.MemoryLimit(); ok {
+		if err := worker.CheckMemory(mem, limit, source); err != nil {
 			fmt.Fprintf(stdout, "warning: %s %d MiB is below it here: fanout run would refuse to start\n", source, limit>>20)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 // Contender kinds and transports.
 const (
-	kindWorker = "worker" // app.Worker, what `fanout run` runs
+	kindWorker = "worker" // worker.Worker, what `fanout run` runs
 	kindGroups = "groups" // one franz-go consumer group per route
 	kindPlain  = "plain"  // one franz-go consumer feeding every route: the limit
 

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/receiver-fanout/fanout/app"
 	fconfig "github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/worker"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -302,7 +302,7 @@ func workerYAML(spec childSpec) string {
 	return b.String()
 }
 
-// startWorker runs app.Worker, exactly what `fanout run` runs.
+// startWorker runs worker.Worker, exactly what `fanout run` runs.
 func startWorker(ctx context.Context, spec childSpec, fb *reads) (*running, error) {
 	f, err := fconfig.Parse("benchmark receivers", []byte(workerYAML(spec)), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -320,7 +320,7 @@ func startWorker(ctx context.Context, spec childSpec, fb *reads) (*running, erro
 	// A registry without the Go and process collectors: they cost only
 	// on scrape, and the harness reads the delivery counter from it.
 	reg := prometheus.NewRegistry()
-	w, err := app.New(app.Options{
+	w, err := worker.New(worker.Options{
 		Version:   "benchmark",
 		Env:       env,
 		File:      f,

@@ -64,7 +64,7 @@ in one run, on the same records, against the same broker: %s. Each contender
 runs in a child process of its own, so its CPU and memory are its own; the harness, the HTTP
 sink and (with kfake) the broker run in the parent process, on the same cores.
 
-- **fanout worker**: `+"`app.Worker`"+`, exactly what `+"`fanout run`"+` runs: one receiver with N routes
+- **fanout worker**: `+"`worker.Worker`"+`, exactly what `+"`fanout run`"+` runs: one receiver with N routes
   at the configuration's defaults (4 workers, buffer 1024, max_inflight 10000, ordering %s),
   except that each http route has %d workers. Its http routes send what docs/contract.md specifies
   (the X-Fanout-* headers, Idempotency-Key).

@@ -2,7 +2,7 @@
 // whether to run it, and the engine's design against the alternatives.
 // It has two sections, both run by default; see docs/benchmarks.md.
 //
-// compare: this worker (app.Worker, what `fanout run` runs) against what
+// compare: this worker (worker.Worker, what `fanout run` runs) against what
 // users would run instead, in one run, on the same records and the same
 // broker (kfake in this process by default, -brokers for a real one):
 // with kafka and http routes (1, 3 and 10), one franz-go consumer group
@@ -79,7 +79,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&cc.latencyRate, "latency-rate", 1000, "compare: records/s offered in latency runs")
 	fs.DurationVar(&cc.latencyDuration, "latency-time", 2*time.Second, "compare: how long a latency run offers records")
 	fs.StringVar(&routeList, "routes", "1,3,10", "compare: route counts of the kafka and http contenders")
-	fs.StringVar(&kindList, "contenders", "worker,groups,plain", "compare: worker (app.Worker), groups (a consumer group per route), plain (the plain franz-go programs)")
+	fs.StringVar(&kindList, "contenders", "worker,groups,plain", "compare: worker (worker.Worker), groups (a consumer group per route), plain (the plain franz-go programs)")
 	fs.StringVar(&transportList, "transports", "kafka,http,discard", "compare: kafka, http, discard (3 discard routes against a bare consumer)")
 	fs.IntVar(&cc.httpWorkers, "http-workers", 64, "compare: workers of each http route, and posters of the plain programs per route")
 	fs.StringVar(&cc.ordering, "ordering", "", "compare: ordering of the worker's routes (key, partition, none); empty: the configuration's default")

@@ -240,7 +240,7 @@ func (e Env) validate(p *problems) {
 
 	// The TLS files are read, and their problems reported, by the one TLS
 	// loader (internal/tlsfiles) when the Kafka client is built, for
-	// validate and run alike (app.Check).
+	// validate and run alike (worker.Check).
 
 	switch e.SASLMechanism {
 	case "":

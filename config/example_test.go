@@ -8,7 +8,7 @@ import (
 
 // Parse reports the file's own problems; the rules a route owns (its URL's
 // form, headers, TLS files, signing secret) are checked by building the
-// routes, which app.FileProblems does through ParseWith, all at once.
+// routes, which worker.FileProblems does through ParseWith, all at once.
 func ExampleParse() {
 	env := func(name string) (string, bool) {
 		if name == "TOKEN" {

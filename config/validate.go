@@ -174,7 +174,7 @@ func validateRetry(rt *Route, path string, p *problems) {
 // validateHTTP checks what the file's schema says of an http block. What
 // the route itself checks (the URL's form, header names and values, the
 // signing secret, the TLS files) is checked by building the route, for
-// validate and run alike (see app.Check), so that each rule has one owner.
+// validate and run alike (see worker.Check), so that each rule has one owner.
 func validateHTTP(h *HTTP, path string, p *problems) {
 	if h.URL == "" {
 		p.addf(path+".url", "required")

@@ -2,7 +2,7 @@
 // routes of different speeds running through the real worker, with a live
 // view of what happens.
 //
-// The worker is exactly the one `fanout run` starts (app.New and Run); the
+// The worker is exactly the one `fanout run` starts (worker.New and Run); the
 // demo only supplies its configuration, the Kafka cluster, the event
 // generator and the HTTP endpoints the routes deliver to. Files:
 //
@@ -34,8 +34,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/receiver-fanout/fanout/alerting"
-	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/worker"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -217,7 +217,7 @@ type running struct {
 	cluster *cluster
 	sinks   *sinks
 	file    *config.File
-	worker  *app.Worker
+	worker  *worker.Worker
 	notice  string // said once at start (a port fallback)
 
 	cancelWorker context.CancelFunc
@@ -272,7 +272,7 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.worker, err = app.New(app.Options{
+	d.worker, err = worker.New(worker.Options{
 		Registry:  workerReg,
 		Version:   o.Version,
 		Env:       env,
@@ -306,8 +306,8 @@ func start(o Options, logger zerolog.Logger) (d *running, err error) {
 }
 
 // pickHTTPAddr returns addr, or a free loopback port with a notice when
-// addr is in use. It tries before app.New does, because a worker whose
-// listener fails to bind is not fully released by app.New.
+// addr is in use. It tries before worker.New does, because a worker whose
+// listener fails to bind is not fully released by worker.New.
 func pickHTTPAddr(addr string) (string, string) {
 	ln, err := net.Listen("tcp", addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
@@ -316,7 +316,7 @@ func pickHTTPAddr(addr string) (string, string) {
 	if err == nil {
 		_ = ln.Close()
 	}
-	return addr, "" // any other problem is app.New's to report
+	return addr, "" // any other problem is worker.New's to report
 }
 
 // stop shuts down in the reverse order of start: no more events, the

@@ -15,10 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
 	"github.com/receiver-fanout/fanout/internal/testkit"
 	"github.com/receiver-fanout/fanout/routes"
+	"github.com/receiver-fanout/fanout/worker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -262,7 +262,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("soak configuration: %w", err)
 	}
-	r.rep.WorstCase = app.WorstCase(e, f).Total()
+	r.rep.WorstCase = worker.WorstCase(e, f).Total()
 	r.worstEnv = append(env, "GOMEMLIMIT="+strconv.FormatInt(r.rep.WorstCase, 10))
 	return nil
 }
@@ -434,7 +434,7 @@ func (r *run) start() {
 func (r *run) watchOffsets(ctx context.Context) {
 	last := map[string]int64{}
 	for ctx.Err() == nil {
-		for _, group := range []string{r.group, app.SpillGroup(r.group)} {
+		for _, group := range []string{r.group, worker.SpillGroup(r.group)} {
 			offs, err := r.adm.FetchOffsets(ctx, group)
 			if err != nil {
 				continue
@@ -507,7 +507,7 @@ func (r *run) atEnd(ctx context.Context) (string, bool) {
 	for _, c := range []struct {
 		group  string
 		topics []string
-	}{{r.group, r.topics}, {app.SpillGroup(r.group), r.spills}} {
+	}{{r.group, r.topics}, {worker.SpillGroup(r.group), r.spills}} {
 		ends, err := r.adm.ListEndOffsets(ctx, c.topics...)
 		if err != nil {
 			return err.Error(), false

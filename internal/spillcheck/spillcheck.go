@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/internal/testkit"
+	"github.com/receiver-fanout/fanout/worker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -552,8 +552,8 @@ func (r *run) drain(ctx context.Context) bool {
 		n, some := r.sink.missing(routeSlow, all)
 		r.rep.problem("%d of %d records never answered at /slow (for example %v)", n, len(all), some)
 	}
-	if !r.waitFor(ctx, commitWait, func() bool { _, ok := r.atEnd(ctx, app.SpillGroup(r.group), r.spill); return ok }) {
-		d, _ := r.atEnd(ctx, app.SpillGroup(r.group), r.spill)
+	if !r.waitFor(ctx, commitWait, func() bool { _, ok := r.atEnd(ctx, worker.SpillGroup(r.group), r.spill); return ok }) {
+		d, _ := r.atEnd(ctx, worker.SpillGroup(r.group), r.spill)
 		r.rep.problem("the spill group's commits did not reach the spill topic's ends within %s: %s", commitWait, d)
 	} else {
 		r.rep.Drained = time.Since(r.releasedAt)

@@ -1,8 +1,8 @@
-// Package app assembles the worker from its parts: configuration, routes,
+// Package worker assembles the worker from its parts: configuration, routes,
 // the consumer and its engine, metrics and the HTTP listener. `fanout run`
 // and `fanout demo` both run exactly this; the demo only supplies a
 // different configuration.
-package app
+package worker
 
 import (
 	"context"

@@ -1,10 +1,10 @@
-package app_test
+package worker_test
 
 import (
 	"fmt"
 
-	"github.com/receiver-fanout/fanout/app"
 	"github.com/receiver-fanout/fanout/config"
+	"github.com/receiver-fanout/fanout/worker"
 )
 
 // The file's own problems and those found by building its routes come
@@ -24,7 +24,7 @@ func ExampleFileProblems() {
         type: kafka
         retry: {max_attempts: 5}
         kafka: {topic: orders-audit}
-`), nil, app.FileProblems)
+`), nil, worker.FileProblems)
 	fmt.Println(err)
 	// Output:
 	// fanout.yaml:6: receivers[0].routes[0].wokers: unknown field (did you mean workers?)
