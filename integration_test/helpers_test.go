@@ -8,12 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -269,12 +267,9 @@ func (s *sink) counts(topic string) (distinct, dups int) {
 
 // worker is a fanout binary run as a child process.
 type worker struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	http    string
-	stderr  *testkit.LockedBuffer
-	exited  chan struct{}
-	exitErr error
+	t *testing.T
+	*testkit.Worker
+	http string // FANOUT_HTTP_ADDR
 }
 
 // writeConfig writes a receivers file and returns its path.
@@ -288,40 +283,31 @@ func writeConfig(t *testing.T, yaml string) string {
 }
 
 // startWorker runs the binary with the base settings plus extra
-// environment, and (unless wantReady is false) waits until /readyz is 200.
+// environment (testkit.Worker: a free FANOUT_HTTP_ADDR, stderr kept).
 func startWorker(t *testing.T, cfgPath, group string, extra ...string) *worker {
 	t.Helper()
-	w := &worker{t: t, http: freeAddr(t), stderr: &testkit.LockedBuffer{}, exited: make(chan struct{})}
-	w.cmd = exec.Command(binary, "run")
-	w.cmd.Env = append(os.Environ(),
-		"FANOUT_BROKERS="+strings.Join(kafka.plain, ","),
-		"FANOUT_GROUP="+group,
-		"FANOUT_CONFIG="+cfgPath,
-		"FANOUT_HTTP_ADDR="+w.http,
+	env := append([]string{
+		"FANOUT_BROKERS=" + strings.Join(kafka.plain, ","),
+		"FANOUT_GROUP=" + group,
+		"FANOUT_CONFIG=" + cfgPath,
 		"FANOUT_COMMIT_INTERVAL=200ms",
 		"FANOUT_SHUTDOWN_TIMEOUT=15s",
 		"FANOUT_SESSION_TIMEOUT=10s",
 		"FANOUT_LOG_LEVEL=info",
-	)
-	w.cmd.Env = append(w.cmd.Env, extra...)
-	w.cmd.Stdout = io.Discard
-	w.cmd.Stderr = w.stderr
-	if err := w.cmd.Start(); err != nil {
+	}, extra...)
+	tw, err := testkit.StartWorker(binary, group, env, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		w.exitErr = w.cmd.Wait()
-		close(w.exited)
-	}()
+	w := &worker{t: t, Worker: tw, http: tw.Addr}
 	t.Cleanup(func() {
 		select {
-		case <-w.exited:
+		case <-w.Exited():
 		default:
-			_ = w.cmd.Process.Kill()
-			<-w.exited
+			w.Kill()
 		}
 		if t.Failed() {
-			t.Logf("worker %d stderr (last 4 KiB):\n%s", w.cmd.Process.Pid, tail(w.stderr.String(), 4096))
+			t.Logf("worker %s stderr (last 4 KiB):\n%s", w.http, tail(w.Stderr(), 4096))
 		}
 	})
 	return w
@@ -334,20 +320,24 @@ func tail(s string, n int) string {
 	return s
 }
 
+// exitErr describes how the process ended: nil for exit status 0.
+func (w *worker) exitErr() error {
+	code, _, _ := w.Exit()
+	if code == 0 {
+		return nil
+	}
+	return fmt.Errorf("exit status %d", code)
+}
+
 func (w *worker) waitReady() {
 	w.t.Helper()
 	waitFor(w.t, guard, "worker ready", func() bool {
 		select {
-		case <-w.exited:
-			w.t.Fatalf("worker exited early: %v\n%s", w.exitErr, tail(w.stderr.String(), 4096))
+		case <-w.Exited():
+			w.t.Fatalf("worker exited early: %v\n%s", w.exitErr(), tail(w.Stderr(), 4096))
 		default:
 		}
-		resp, err := http.Get("http://" + w.http + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return w.Ready()
 	})
 }
 
@@ -355,19 +345,16 @@ func (w *worker) waitReady() {
 // error.
 func (w *worker) terminate() (time.Duration, error) {
 	start := time.Now()
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	w.Term()
 	select {
-	case <-w.exited:
+	case <-w.Exited():
 	case <-time.After(guard):
 		w.t.Fatalf("worker did not exit within %s of SIGTERM", guard)
 	}
-	return time.Since(start), w.exitErr
+	return time.Since(start), w.exitErr()
 }
 
-func (w *worker) kill() {
-	_ = w.cmd.Process.Kill()
-	<-w.exited
-}
+func (w *worker) kill() { w.Kill() }
 
 // metric returns the samples of a metric family, keyed by their label text.
 func (w *worker) metric(name string) map[string]float64 {
@@ -377,23 +364,6 @@ func (w *worker) metric(name string) map[string]float64 {
 		w.t.Fatal(err)
 	}
 	return out
-}
-
-// rssBytes is the process's resident set size.
-func (w *worker) rssBytes() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	w.t.Fatal("no VmRSS")
-	return 0
 }
 
 // committedAtEnd reports whether group's committed offsets equal the end
