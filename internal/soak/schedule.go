@@ -123,10 +123,18 @@ func NewSchedule(seed uint64, o Options) Schedule {
 			}
 			n -= c.w
 		}
-		if k == SpillStallStart && first && at < spillStallFirst+spillStallMax {
-			// While the first spill stall lasts, a stall of the stall
-			// route instead: its end would cut the first short.
-			k = StallStart
+		if first && at < spillStallFirst+spillStallMax {
+			switch k {
+			case SpillStallStart:
+				// While the first spill stall lasts, a stall of the stall
+				// route instead: its end would cut the first short.
+				k = StallStart
+			case Kill, Term:
+				// And no worker leaves: with both starters gone, nobody
+				// would run the route while it stalls, and it would never
+				// detach (seed 1796133372981003588 did that).
+				k = Join
+			}
 		}
 		switch k {
 		case BrokerRestart:
