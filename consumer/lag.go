@@ -84,6 +84,19 @@ const (
 type sighting struct {
 	end int64
 	at  time.Time
+	// until is the last time the end offset was seen still at end: a
+	// record at end or later was appended after it. An idle partition
+	// keeps its end for long; dating its next record from at would age
+	// it by the whole idle time.
+	until time.Time
+}
+
+// last is the last time the end offset was seen at s.end.
+func (s sighting) last() time.Time {
+	if s.until.After(s.at) {
+		return s.until
+	}
+	return s.at
 }
 
 // probed is a record the prober read: the first record at or after from is
@@ -133,16 +146,20 @@ func (l *lagState) sight(k tp, end int64) {
 	defer l.mu.Unlock()
 	s := l.seen[k]
 	n := len(s)
-	if n > 0 && end <= s[n-1].end {
+	if n > 0 && end < s[n-1].end {
 		return
 	}
 	now := l.clock()
+	if n > 0 && end == s[n-1].end {
+		s[n-1].until = now
+		return
+	}
 	if n >= 2 && now.Sub(s[n-2].at) < sightingMerge {
 		// The last gap is short: stretch it to now rather than add one.
 		// The first sighting is never moved: it bounds what is known.
-		s[n-1] = sighting{end: end, at: now}
+		s[n-1] = sighting{end: end, at: now, until: now}
 	} else {
-		s = append(s, sighting{end: end, at: now})
+		s = append(s, sighting{end: end, at: now, until: now})
 	}
 	if len(s) > maxSightings {
 		s = thin(s, now)
@@ -219,9 +236,12 @@ func (l *lagState) estimate(k tp, c int64) (ts time.Time, src LagSource, probe b
 	if len(s) > 0 && c >= s[0].end {
 		for i := 1; i < len(s); i++ {
 			if c < s[i].end {
+				// Records from lo.end on were appended after lo.until and
+				// by hi.at.
 				lo, hi := s[i-1], s[i]
+				from := lo.last()
 				frac := float64(c-lo.end+1) / float64(hi.end-lo.end)
-				return lo.at.Add(time.Duration(frac * float64(hi.at.Sub(lo.at)))), LagInterpolated, false
+				return from.Add(time.Duration(frac * float64(hi.at.Sub(from)))), LagInterpolated, false
 			}
 		}
 	}

@@ -35,7 +35,7 @@ func TestLagState_estimate(t *testing.T) {
 	k := tp{"orders", 0}
 	// Sightings: end 10 at t0, 30 at t0+10s, 40 at t0+20s: records
 	// [10,30) appended in (t0, t0+10s], [30,40) in (t0+10s, t0+20s].
-	seen := []sighting{{10, t0}, {30, t0.Add(10 * time.Second)}, {40, t0.Add(20 * time.Second)}}
+	seen := []sighting{{end: 10, at: t0}, {end: 30, at: t0.Add(10 * time.Second)}, {end: 40, at: t0.Add(20 * time.Second)}}
 	cases := []struct {
 		name      string
 		probe     *probed
@@ -73,7 +73,7 @@ func TestLagState_failedProbeBacksOff(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	clk := newFakeClock(t0)
 	k := tp{"orders", 0}
-	l := &lagState{now: clk.now, seen: map[tp][]sighting{k: {{100, t0}}},
+	l := &lagState{now: clk.now, seen: map[tp][]sighting{k: {{end: 100, at: t0}}},
 		failures: map[tp]probeFailure{k: {offset: 7, at: t0}}}
 	if _, _, probe := l.estimate(k, 7); probe {
 		t.Error("asks again for an offset whose probe just failed")
@@ -106,7 +106,7 @@ func TestLagState_sightingsMergeAndThinWithinRelativeError(t *testing.T) {
 		now := clk.add(step)
 		rate := 505 + 495*math.Sin(float64(i)/2000)
 		end += int64(rate * step.Seconds())
-		truth = append(truth, sighting{end, now})
+		truth = append(truth, sighting{end: end, at: now})
 		l.sight(k, end)
 		if n := len(l.seen[k]); n > maxSightings {
 			t.Fatalf("%d sightings kept, bound %d", n, maxSightings)
@@ -146,7 +146,7 @@ func TestLagState_tidyKeepsTheGapOfTheCommittedOffset(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	a, b := tp{"orders", 0}, tp{"orders", 1}
 	l := &lagState{now: newFakeClock(t0).now,
-		seen:   map[tp][]sighting{a: {{10, t0}, {20, t0.Add(time.Second)}, {30, t0.Add(2 * time.Second)}, {40, t0.Add(3 * time.Second)}}, b: {{5, t0}}},
+		seen:   map[tp][]sighting{a: {{end: 10, at: t0}, {end: 20, at: t0.Add(time.Second)}, {end: 30, at: t0.Add(2 * time.Second)}, {end: 40, at: t0.Add(3 * time.Second)}}, b: {{end: 5, at: t0}}},
 		probes: map[tp]probed{b: {from: 1, offset: 1, ts: t0}},
 	}
 	l.tidy(map[tp]int64{a: 25})
@@ -477,5 +477,31 @@ func TestLag_probeBelowTheLogStartReadsTheFirstRecordLeft(t *testing.T) {
 	}
 	if held.Load() == 0 {
 		t.Fatal("the group's fetch was not held: the record may have come from it")
+	}
+}
+
+// A partition idle at one end offset, then a record: the record is dated
+// from the last time the end was seen unchanged, not from when the end
+// first reached it (which would age it by the whole idle time).
+func TestLagState_idleEndDatesTheNextRecordFromItsLastSighting(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	clk := newFakeClock(t0)
+	k := tp{"orders", 0}
+	l := &lagState{now: clk.now}
+	l.sight(k, 3000)
+	for range 100 { // 10 s idle, sighted every 100 ms
+		clk.add(100 * time.Millisecond)
+		l.sight(k, 3000)
+	}
+	idleEnd := clk.now()
+	clk.add(100 * time.Millisecond)
+	l.sight(k, 3020)
+	ts, src, _ := l.estimate(k, 3000)
+	if src != LagInterpolated {
+		t.Fatalf("source %q, want %q", src, LagInterpolated)
+	}
+	if ts.Before(idleEnd) || ts.After(clk.now()) {
+		t.Fatalf("record 3000 dated %s after the end first reached it, want between %s and %s",
+			ts.Sub(t0), idleEnd.Sub(t0), clk.now().Sub(t0))
 	}
 }
