@@ -161,22 +161,19 @@ func (d *delivery) issue() {
 	m.Attempt = d.attempt
 	c := Completion{d: d, attempt: d.fired.Load() + 1}
 	ctx := p.ctx
-	if d.spill == nil && d.rr.spill != nil && d.rr.spill.spilling() {
+	// Everything the attempt needs is read from d before anything that
+	// can report its outcome is armed: once the outcome is reported, d
+	// may be finished and reused on another goroutine.
+	rr := d.rr
+	if d.spill == nil && rr.spill != nil && rr.spill.spilling() {
 		// The route detached while this record waited or retried.
-		d.spill = d.rr.spill
+		d.spill = rr.spill
 	}
-	target := d.rr.async
-	if d.spill == nil && d.rr.spill != nil {
-		// Detaching ends the attempt: its record goes to the spill topic
-		// and the route's late report finds the attempt gone.
-		// Under mu: an outcome reported at once waits for release.
-		d.mu.Lock()
-		ctx, d.release = d.rr.spill.attempt(ctx, func() { c.Done(errDetached) })
-		d.mu.Unlock()
-	}
+	target := rr.async
+	watch := d.spill == nil && rr.spill != nil
 	if d.spill != nil {
 		target = d.spill.cfg.Route
-	} else if timeout := d.rr.cfg.Timeout; timeout > 0 {
+	} else if timeout := rr.cfg.Timeout; timeout > 0 {
 		// The attempt's own deadline, enforced by the engine too: an
 		// attempt the route has not reported by then fails, and the
 		// route's late report finds the attempt gone.
@@ -187,7 +184,15 @@ func (d *delivery) issue() {
 		d.timer = time.AfterFunc(timeout, func() { c.Done(&TimeoutError{After: timeout}) })
 		d.mu.Unlock()
 	}
-	if err := d.rr.safe(func() error { target.DeliverAsync(ctx, m, c); return nil }); err != nil {
+	if watch {
+		// Detaching ends the attempt: its record goes to the spill topic
+		// and the route's late report finds the attempt gone.
+		// Under mu: an outcome reported at once waits for release.
+		d.mu.Lock()
+		ctx, d.release = rr.spill.attempt(ctx, func() { c.Done(errDetached) })
+		d.mu.Unlock()
+	}
+	if err := rr.safe(func() error { target.DeliverAsync(ctx, m, c); return nil }); err != nil {
 		c.Done(err)
 	}
 }
