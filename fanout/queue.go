@@ -16,8 +16,10 @@ type job struct {
 	enq   int64 // accept time, unix nanoseconds, for queue wait
 }
 
-// keyState serialises the jobs of one ordering key: while it exists, one job
-// of the key is ready or running and the rest wait here in offset order.
+// keyState serialises the jobs of one ordering key: while the key is in its
+// queue's map, one job of the key is ready or running and the rest wait
+// here in offset order. A key with nothing waiting maps to nil, so the
+// common case (one record of the key at a time) allocates nothing.
 // Its memory follows the jobs waiting: the consumed front is compacted away
 // and a grown backing array is given up once mostly empty.
 type keyState struct {
@@ -80,8 +82,10 @@ type queue struct {
 	// taker is the class of takers that may take jobs now: the route's
 	// own (normally), the spill dispatcher (while the route is detached)
 	// or none (while it re-attaches).
-	taker     takerClass
-	ready     ring // jobs a worker may take now
+	taker takerClass
+	ready ring // jobs a worker may take now
+	// keys holds every key with a job ready or running; its state is nil
+	// until a second job of the key has to wait.
 	keys      map[uint64]*keyState
 	free      []*keyState // recycled key states, so steady state allocates nothing
 	depth     int
@@ -172,11 +176,15 @@ func (q *queue) pushLocked(j job) bool {
 	q.depth++
 	q.depthNow.Store(int64(q.depth))
 	if j.keyed {
-		if ks := q.keys[j.key]; ks != nil {
+		if ks, busy := q.keys[j.key]; busy {
+			if ks == nil {
+				ks = q.newKeyState()
+				q.keys[j.key] = ks
+			}
 			ks.push(j)
 			return false
 		}
-		q.keys[j.key] = q.newKeyState()
+		q.keys[j.key] = nil
 	}
 	q.ready.push(j)
 	return true
@@ -283,19 +291,21 @@ func (q *queue) finish(j job) {
 // releaseKeyLocked hands key's turn to its next waiting job, or forgets the
 // key when none waits.
 func (q *queue) releaseKeyLocked(key uint64) {
-	ks := q.keys[key]
-	if ks == nil {
+	ks, busy := q.keys[key]
+	if !busy {
 		return
 	}
-	if next, ok := ks.pop(); ok {
-		q.ready.push(next)
-		q.signalLocked()
-		return
+	if ks != nil {
+		if next, ok := ks.pop(); ok {
+			q.ready.push(next)
+			q.signalLocked()
+			return
+		}
+		if len(q.free) < keyStateKeep {
+			q.free = append(q.free, ks)
+		}
 	}
 	delete(q.keys, key)
-	if len(q.free) < keyStateKeep {
-		q.free = append(q.free, ks)
-	}
 	if q.closed && q.depth == 0 {
 		q.broadcastLocked()
 	}
@@ -308,6 +318,9 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 	defer q.mu.Unlock()
 	// Parked jobs first: a key whose ready job is purged passes its turn on.
 	for _, ks := range q.keys {
+		if ks == nil {
+			continue
+		}
 		kept := ks.waiting[:0]
 		for _, j := range ks.waiting[ks.head:] {
 			if j.p == p {

@@ -223,6 +223,9 @@ func TestEngine_keyWaitingListFollowsBacklog(t *testing.T) {
 			<-delivered
 			q.mu.Lock()
 			for _, ks := range q.keys {
+				if ks == nil {
+					continue
+				}
 				maxCap = max(maxCap, cap(ks.waiting))
 			}
 			q.mu.Unlock()
