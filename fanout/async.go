@@ -226,7 +226,7 @@ func (d *delivery) outcome(err error) {
 		}
 	}
 	clock := rr.r.e.clock
-	took := clock.Now().Sub(d.start)
+	took := since(clock, d.start)
 	if err == nil {
 		rr.obs.Delivered(OutcomeSuccess, took)
 		d.finish(true)

@@ -63,3 +63,13 @@ type realClock struct{}
 
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// since is the time elapsed on c since t. On the real clock it reads only
+// the monotonic clock (time.Since), half the cost of a full reading: it
+// runs once per delivery.
+func since(c Clock, t time.Time) time.Duration {
+	if _, ok := c.(realClock); ok {
+		return time.Since(t)
+	}
+	return c.Now().Sub(t)
+}
