@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	fconfig "github.com/receiver-fanout/fanout/config"
 )
 
 // renderRatios states issue 11's three ratios, measured side by side.
@@ -65,7 +67,7 @@ runs in a child process of its own, so its CPU and memory are its own; the harne
 sink and (with kfake) the broker run in the parent process, on the same cores.
 
 - **fanout worker**: `+"`worker.Worker`"+`, exactly what `+"`fanout run`"+` runs: one receiver with N routes
-  at the configuration's defaults (4 workers, buffer 1024, max_inflight 10000, ordering %s),
+  at the configuration's defaults (%d workers and buffer %d, a kafka route %d and %d; max_inflight %d; ordering %s),
   except that each http route has %d workers. Its http routes send what docs/contract.md specifies
   (the X-Fanout-* headers, Idempotency-Key).
 - **group per route**: N independent franz-go programs, each in its own consumer group reading
@@ -91,7 +93,7 @@ destination (the HTTP sink, or a consumer of the destination topics in the harne
 that cannot keep up delivers fewer than offered in the time allowed. Each row is the median of %d
 round(s); other work on the machine shows in the load average below.
 
-`, rep.broker, ordering, cfg.httpWorkers, cfg.httpWorkers, cfg.httpWorkers,
+`, rep.broker, fconfig.DefaultWorkers, fconfig.DefaultBuffer, fconfig.DefaultKafkaWorkers, fconfig.DefaultKafkaBuffer, fconfig.DefaultMaxInflight, ordering, cfg.httpWorkers, cfg.httpWorkers, cfg.httpWorkers,
 		cfg.records, cfg.valueBytes, cfg.keys, cfg.partitions, cfg.duration,
 		cfg.latencyRate, cfg.latencyDuration, cfg.count)
 	b.WriteString("Issue 11's targets:\n\n")

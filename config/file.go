@@ -41,9 +41,14 @@ const (
 	DefaultWorkers        = 4
 	// DefaultKafkaWorkers is a kafka route's default: its workers are
 	// records in flight through the producer, not goroutines, and the
-	// producer batches them.
-	DefaultKafkaWorkers   = 1024
+	// producer batches them. Throughput is about records in flight over
+	// the produce round trip, and with ordering key only one record of a
+	// key is in flight: the buffer must hold enough records to find that
+	// many distinct keys, hence DefaultKafkaBuffer. A buffered job costs
+	// about 100 bytes (the record itself is in the receiver's window).
+	DefaultKafkaWorkers   = 8192
 	DefaultBuffer         = 1024
+	DefaultKafkaBuffer    = 8192
 	DefaultOrdering       = OrderingKey
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
@@ -55,7 +60,10 @@ const (
 	// routes in one 64-bit mask.
 	MaxRoutes  = 64
 	MaxWorkers = 1024
-	MaxBuffer  = 1_000_000
+	// MaxKafkaWorkers bounds a kafka route's records in flight, which
+	// are not goroutines.
+	MaxKafkaWorkers = 65536
+	MaxBuffer       = 1_000_000
 )
 
 // File is the receivers and routes file.
@@ -124,13 +132,15 @@ type Route struct {
 	// letters, digits, '.', '_' and '-'.
 	Name string
 	Type RouteType // type: required
-	// Workers (workers) is how many deliveries run at once: 1..1024. For
-	// an http route each is a request in flight on a connection of its
-	// own; for a kafka route each is a record in flight through the shared
-	// producer. Default 4, for a kafka route 1024 (see DefaultWorkersFor).
+	// Workers (workers) is how many deliveries run at once: 1..1024
+	// (kafka: 1..65536; see MaxWorkersFor). For an http route each is a
+	// request in flight on a connection of its own; for a kafka route
+	// each is a record in flight through the shared producer. Default 4,
+	// for a kafka route 8192 (see DefaultWorkersFor).
 	Workers int
 	// Buffer (buffer) bounds the queue in front of the workers:
-	// 1..1,000,000, default 1024.
+	// 1..1,000,000, default 1024, for a kafka route 8192 (see
+	// DefaultBufferFor).
 	Buffer   int
 	Ordering Ordering // ordering: key (default), partition or none
 	// Filter (filter), when set, selects the records the route receives.
@@ -217,6 +227,22 @@ func DefaultWorkersFor(t RouteType) int {
 	return DefaultWorkers
 }
 
+// MaxWorkersFor is the most workers a route of type t may have.
+func MaxWorkersFor(t RouteType) int {
+	if t == RouteKafka {
+		return MaxKafkaWorkers
+	}
+	return MaxWorkers
+}
+
+// DefaultBufferFor is the default buffer of a route of type t.
+func DefaultBufferFor(t RouteType) int {
+	if t == RouteKafka {
+		return DefaultKafkaBuffer
+	}
+	return DefaultBuffer
+}
+
 // SetDefaults fills every zero field that has a default. Parse has already
 // done it for a parsed file; call it on a File built in code before
 // Validate.
@@ -235,7 +261,7 @@ func (f *File) SetDefaults() {
 				rt.Workers = DefaultWorkersFor(rt.Type)
 			}
 			if rt.Buffer == 0 {
-				rt.Buffer = DefaultBuffer
+				rt.Buffer = DefaultBufferFor(rt.Type)
 			}
 			if rt.Ordering == "" {
 				rt.Ordering = DefaultOrdering

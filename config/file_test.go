@@ -253,6 +253,7 @@ func TestParseReportsFieldPathAndLine(t *testing.T) {
 		{"type unknown", base + "      - name: r\n        type: htp\n", r + ".type", 7, `unknown type "htp"`},
 		{"workers zero", base + "      - name: r\n        type: log\n        workers: 0\n", r + ".workers", 8, "between 1 and 1024, got 0"},
 		{"workers too many", base + "      - name: r\n        type: log\n        workers: 1025\n", r + ".workers", 8, "between 1 and 1024"},
+		{"kafka workers too many", base + "      - name: r\n        type: kafka\n        workers: 65537\n        kafka: {topic: c}\n", r + ".workers", 8, "between 1 and 65536, got 65537"},
 		{"workers not a number", base + "      - name: r\n        type: log\n        workers: many\n", r + ".workers", 8, "must be an integer"},
 		{"workers a list", base + "      - name: r\n        type: log\n        workers: [1]\n", r + ".workers", 8, "must be an integer, got a list"},
 		{"buffer zero", base + "      - name: r\n        type: log\n        buffer: 0\n", r + ".buffer", 8, "between 1 and 1000000"},
@@ -535,7 +536,7 @@ receivers:
 	want := `1 receiver, 4 routes
 receiver orders: max_inflight=500, max_inflight_mib=64, 4 routes
   route hook: http workers=8 buffer=1024 ordering=key -> https://h.example/…?… timeout=5s signed filter=headers[type] retry=5 (200ms..30s) dlq=orders.dlq
-  route copy: kafka workers=1024 buffer=1024 ordering=key -> topic copy on b:9092 retry=unlimited (200ms..30s)
+  route copy: kafka workers=8192 buffer=8192 ordering=key -> topic copy on b:9092 retry=unlimited (200ms..30s)
   route trace: log workers=4 buffer=1024 ordering=none -> stdout
   route sink: discard workers=4 buffer=1024 ordering=key
 `

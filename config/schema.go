@@ -42,9 +42,9 @@ func (d *decoder) receiver(n ast.Node, path string) Receiver {
 }
 
 func (d *decoder) route(n ast.Node, path string) Route {
-	workers := false // set explicitly: an explicit 0 is checked, not defaulted
+	// Set explicitly or not: an explicit 0 is checked, not defaulted.
+	workers, buffer := false, false
 	rt := Route{
-		Buffer:   DefaultBuffer,
 		Ordering: DefaultOrdering,
 		Retry:    Retry{InitialBackoff: DefaultInitialBackoff, MaxBackoff: DefaultMaxBackoff},
 	}
@@ -52,7 +52,7 @@ func (d *decoder) route(n ast.Node, path string) Route {
 		"name":              func(v ast.Node, p string) { rt.Name = d.str(v, p) },
 		"type":              func(v ast.Node, p string) { rt.Type = RouteType(d.str(v, p)) },
 		"workers":           func(v ast.Node, p string) { workers = true; d.integer(v, p, &rt.Workers) },
-		"buffer":            func(v ast.Node, p string) { d.integer(v, p, &rt.Buffer) },
+		"buffer":            func(v ast.Node, p string) { buffer = true; d.integer(v, p, &rt.Buffer) },
 		"ordering":          func(v ast.Node, p string) { rt.Ordering = Ordering(d.str(v, p)) },
 		"dead_letter_topic": func(v ast.Node, p string) { rt.DeadLetterTopic = d.str(v, p) },
 		"filter": func(v ast.Node, p string) {
@@ -80,6 +80,9 @@ func (d *decoder) route(n ast.Node, path string) Route {
 	}, false)
 	if !workers {
 		rt.Workers = DefaultWorkersFor(rt.Type)
+	}
+	if !buffer {
+		rt.Buffer = DefaultBufferFor(rt.Type)
 	}
 	return rt
 }

@@ -93,8 +93,8 @@ func validateRoute(r *Receiver, rt *Route, path string, p *problems) {
 	default:
 		p.addf(path+".type", "unknown type %s: want http, kafka, log or discard", p.quote(path+".type", string(rt.Type)))
 	}
-	if rt.Workers < 1 || rt.Workers > MaxWorkers {
-		p.addf(path+".workers", "must be between 1 and %d, got %d", MaxWorkers, rt.Workers)
+	if most := MaxWorkersFor(rt.Type); rt.Workers < 1 || rt.Workers > most {
+		p.addf(path+".workers", "must be between 1 and %d, got %d", most, rt.Workers)
 	}
 	if rt.Buffer < 1 || rt.Buffer > MaxBuffer {
 		p.addf(path+".buffer", "must be between 1 and %d, got %d", MaxBuffer, rt.Buffer)

@@ -31,6 +31,11 @@ const (
 	jobBytes = 96
 	// workerBytes is one route worker: its goroutine's stack and state.
 	workerBytes = 8 << 10
+	// deliveryBytes is one of a kafka route's workers, a record in flight
+	// through the producer rather than a goroutine: the engine's delivery
+	// and the producer's record and promise (its bytes are counted in
+	// the receiver's window).
+	deliveryBytes = 1 << 10
 	// httpConnBytes is one HTTP connection's buffers (an http worker may
 	// hold one).
 	httpConnBytes = 64 << 10
@@ -99,8 +104,11 @@ func WorstCase(e config.Env, f *config.File) Memory {
 		for _, rt := range r.Routes {
 			jobs += int64(rt.Buffer)
 			per := int64(workerBytes)
-			if rt.Type == config.RouteHTTP {
+			switch rt.Type {
+			case config.RouteHTTP:
 				per += httpConnBytes
+			case config.RouteKafka:
+				per = deliveryBytes
 			}
 			workers += int64(rt.Workers) * per
 			if rt.Type == config.RouteKafka {
@@ -123,7 +131,7 @@ func WorstCase(e config.Env, f *config.File) Memory {
 			spillFetches*spillFetchMaxBytes*fetchExpansion+spillFetchMaxBytes+spillWindows)
 	}
 	add("route queues", fmt.Sprintf("%d buffered jobs × %d B", jobs, jobBytes), jobs*jobBytes)
-	add("route workers", "stacks and HTTP connections", workers)
+	add("route workers", "stacks, HTTP connections, kafka records in flight", workers)
 	add("producers", fmt.Sprintf("%d clients × %s", len(clusters), mib(producerBuffer)), int64(len(clusters))*producerBuffer)
 	add("runtime", "Go runtime, Kafka clients, metrics", runtimeBytes)
 	return m

@@ -31,7 +31,7 @@ func TestWorstCase_addsUpTheBounds(t *testing.T) {
 		"held records":      8 << 20,
 		"in-flight records": 10<<20 + largestRecord,
 		"route queues":      1100 * jobBytes,
-		"route workers":     10*(workerBytes+httpConnBytes) + 2*workerBytes,
+		"route workers":     10*(workerBytes+httpConnBytes) + 2*deliveryBytes,
 		"producers":         2 * producerBuffer, // the default cluster (dead letters) and "other"
 		"runtime":           runtimeBytes,
 	}
