@@ -21,13 +21,18 @@ type KafkaRoute struct {
 	name  string
 	topic string
 	cl    *kgo.Client
+	// promise is r.finished, made once: a closure per record would be
+	// an allocation per record.
+	promise func(*kgo.Record, error)
 }
 
 var _ fanout.AsyncRoute = (*KafkaRoute)(nil)
 
 // NewKafka returns a route named name producing to topic through cl.
 func NewKafka(name, topic string, cl *kgo.Client) *KafkaRoute {
-	return &KafkaRoute{name: name, topic: topic, cl: cl}
+	r := &KafkaRoute{name: name, topic: topic, cl: cl}
+	r.promise = r.finished
+	return r
 }
 
 // Name returns the route name.
@@ -43,13 +48,28 @@ func (r *KafkaRoute) Deliver(ctx context.Context, m fanout.Message) error {
 // DeliverAsync produces the record and reports the broker's
 // acknowledgement, or the produce's error, to done.
 func (r *KafkaRoute) DeliverAsync(ctx context.Context, m fanout.Message, done fanout.Completion) {
-	rec := &kgo.Record{Topic: r.topic, Key: m.Key, Value: m.Value, Headers: kafkaHeaders(m.Headers, 0)}
-	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = classifyProduce(fmt.Errorf("kafka route %q: produce to %s: %w", r.name, r.topic, err))
-		}
-		done.Done(err)
-	})
+	p := &produced{Context: ctx, done: done}
+	p.rec = kgo.Record{Topic: r.topic, Key: m.Key, Value: m.Value, Headers: kafkaHeaders(m.Headers, 0), Context: p}
+	r.cl.Produce(ctx, &p.rec, r.promise)
+}
+
+// produced is one record on its way through the producer: the record and
+// its completion in one allocation. It is the record's Context (the
+// delivery's context, which it embeds), so the route's one promise finds
+// the completion from the record.
+type produced struct {
+	context.Context
+	rec  kgo.Record
+	done fanout.Completion
+}
+
+// finished is the route's promise: it reports a record's produce outcome.
+func (r *KafkaRoute) finished(rec *kgo.Record, err error) {
+	p := rec.Context.(*produced)
+	if err != nil {
+		err = classifyProduce(fmt.Errorf("kafka route %q: produce to %s: %w", r.name, r.topic, err))
+	}
+	p.done.Done(err)
 }
 
 func kafkaHeaders(hs []fanout.Header, extra int) []kgo.RecordHeader {
