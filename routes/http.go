@@ -107,6 +107,9 @@ type HTTPRoute struct {
 	static      http.Header
 	host        string
 	contentType string // default Content-Type
+	// contentTypeVals and nameVals are the values of Content-Type (the
+	// default) and X-Fanout-Route, shared by every request.
+	contentTypeVals, nameVals []string
 	key         []byte // signing key; nil: requests are not signed
 	client      *http.Client
 
@@ -257,6 +260,7 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		}
 		return nil, &HTTPOptionsError{Route: label, Problems: problems}
 	}
+	r.contentTypeVals, r.nameVals = []string{r.contentType}, []string{r.name}
 	if o.Client != nil {
 		c := *o.Client
 		c.CheckRedirect = noRedirect

@@ -1169,3 +1169,15 @@ func TestVerbatimSafe(t *testing.T) {
 		}
 	}
 }
+
+// newRequest assigns its headers to the map directly, without
+// canonicalising them: every name it uses must already be canonical.
+func TestWireHeaderNamesAreCanonical(t *testing.T) {
+	for _, name := range []string{"Content-Type", HeaderTopic, HeaderPartition, HeaderOffset, HeaderRoute,
+		HeaderAttempt, HeaderTimestamp, HeaderKey, HeaderKeyEncoding, HeaderIdempotencyKey,
+		HeaderWebhookID, HeaderWebhookTimestamp, HeaderWebhookSignature} {
+		if c := http.CanonicalHeaderKey(name); c != name {
+			t.Errorf("header %q is not canonical (%q)", name, c)
+		}
+	}
+}

@@ -40,6 +40,10 @@ const (
 	HeaderWebhookSignature = "Webhook-Signature"
 )
 
+// wireHeaders is the most headers newRequest sets per record besides the
+// record's own and the static ones.
+const wireHeaders = 12
+
 func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(m.Value))
 	if err != nil {
@@ -52,47 +56,59 @@ func (r *HTTPRoute) newRequest(ctx context.Context, m *fanout.Message) (*http.Re
 	if r.host != "" {
 		req.Host = r.host
 	}
-	h := req.Header
+	// The header map is sized for everything set below, and the values
+	// of one request share one array: the keys are canonical constants
+	// (TestWireHeaderNamesAreCanonical), so they are assigned directly.
+	// Values that never change (the static headers, the route's name,
+	// the default Content-Type) are the route's own slices; net/http only
+	// reads a request's headers.
+	h := make(http.Header, len(r.static)+wireHeaders+len(m.Headers))
+	req.Header = h
 	for k, vs := range r.static {
 		h[k] = vs
 	}
+	vals := make([]string, 0, wireHeaders)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		h[k] = vals[n-1 : n : n]
+	}
 
-	ct := r.contentType
+	h["Content-Type"] = r.contentTypeVals
 	for _, rh := range m.Headers {
 		if strings.EqualFold(rh.Key, "content-type") {
 			if len(rh.Value) > 0 && verbatimSafe(rh.Value) {
-				ct = string(rh.Value)
+				set("Content-Type", string(rh.Value))
 			}
 			break
 		}
 	}
-	h.Set("Content-Type", ct)
 
 	topic, partition, offset := m.Topic, strconv.FormatInt(int64(m.Partition), 10), strconv.FormatInt(m.Offset, 10)
 	id := topic + "/" + partition + "/" + offset
-	h.Set(HeaderTopic, topic)
-	h.Set(HeaderPartition, partition)
-	h.Set(HeaderOffset, offset)
-	h.Set(HeaderRoute, r.name)
-	h.Set(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
-	h.Set(HeaderIdempotencyKey, id)
+	set(HeaderTopic, topic)
+	set(HeaderPartition, partition)
+	set(HeaderOffset, offset)
+	h[HeaderRoute] = r.nameVals
+	set(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
+	set(HeaderIdempotencyKey, id)
 	if !m.Timestamp.IsZero() {
-		h.Set(HeaderTimestamp, m.Timestamp.UTC().Format(time.RFC3339Nano))
+		set(HeaderTimestamp, m.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	if len(m.Key) > 0 {
 		if verbatimSafe(m.Key) {
-			h.Set(HeaderKey, string(m.Key))
+			set(HeaderKey, string(m.Key))
 		} else {
-			h.Set(HeaderKey, base64.StdEncoding.EncodeToString(m.Key))
-			h.Set(HeaderKeyEncoding, "base64")
+			set(HeaderKey, base64.StdEncoding.EncodeToString(m.Key))
+			set(HeaderKeyEncoding, "base64")
 		}
 	}
 	setRecordHeaders(h, m.Headers)
 	if r.key != nil {
 		ts := strconv.FormatInt(r.now().Unix(), 10)
-		h.Set(HeaderWebhookID, id)
-		h.Set(HeaderWebhookTimestamp, ts)
-		h.Set(HeaderWebhookSignature, "v1,"+sign(r.key, id, ts, m.Value))
+		set(HeaderWebhookID, id)
+		set(HeaderWebhookTimestamp, ts)
+		set(HeaderWebhookSignature, "v1,"+sign(r.key, id, ts, m.Value))
 	}
 	return req, nil
 }
