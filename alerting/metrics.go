@@ -83,8 +83,8 @@ type Metrics struct {
 	ready      prometheus.Gauge         //
 	buildInfo  *prometheus.GaugeVec     // version, goversion
 	deliveries *prometheus.CounterVec   // topic, route, outcome
-	duration   *prometheus.HistogramVec // topic, route
-	queueWait  *prometheus.HistogramVec // topic, route
+	duration   *durationVec // topic, route
+	queueWait  *durationVec // topic, route
 	pauses     *prometheus.CounterVec   // topic, route (the cause)
 	dlqFailed  *prometheus.CounterVec   // topic, route
 	events     []prometheus.Collector   // the above, for Describe and Collect
@@ -143,16 +143,10 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: "fanout_route_deliveries_total",
 			Help: "Delivery attempts per route, by outcome (success, retry, dead_letter, filtered).",
 		}, []string{"topic", "route", "outcome"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fanout_route_delivery_duration_seconds",
-			Help:    "Duration of one delivery attempt to a route; filtered records are not observed.",
-			Buckets: deliveryBuckets,
-		}, topicRoute),
-		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "fanout_route_queue_wait_seconds",
-			Help:    "Time a record waited in a route's queue for a worker.",
-			Buckets: queueWaitBuckets,
-		}, topicRoute),
+		duration: newDurationVec("fanout_route_delivery_duration_seconds",
+			"Duration of one delivery attempt to a route; filtered records are not observed.", deliveryBuckets),
+		queueWait: newDurationVec("fanout_route_queue_wait_seconds",
+			"Time a record waited in a route's queue for a worker.", queueWaitBuckets),
 		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fanout_partition_pauses_total",
 			Help: "Partition pauses, by the congested route that caused them (inflight_window when the partition's in-flight window or the receiver's byte budget was full).",
@@ -350,8 +344,8 @@ func (m *Metrics) Route(topic, route string) fanout.RouteObserver {
 		topic:     topic,
 		route:     route,
 		m:         m,
-		duration:  m.duration.WithLabelValues(topic, route),
-		wait:      m.queueWait.WithLabelValues(topic, route),
+		duration:  m.duration.with(topic, route),
+		wait:      m.queueWait.with(topic, route),
 		dlqFailed: m.dlqFailed.WithLabelValues(topic, route),
 	}
 	for i, o := range outcomes {
@@ -418,8 +412,8 @@ type routeObserver struct {
 	topic, route string
 	m            *Metrics
 	outcomes     [len(outcomes)]prometheus.Counter // in the order of outcomes
-	duration     prometheus.Observer
-	wait         prometheus.Observer
+	duration     *durationHistogram
+	wait         *durationHistogram
 	dlqFailed    prometheus.Counter
 }
 
@@ -438,12 +432,12 @@ func (ro *routeObserver) Delivered(o fanout.Outcome, d time.Duration) {
 	if o == fanout.OutcomeFiltered {
 		return
 	}
-	ro.duration.Observe(d.Seconds())
+	ro.duration.Observe(d)
 }
 
 // QueueWait implements fanout.RouteObserver.
 func (ro *routeObserver) QueueWait(d time.Duration) {
-	ro.wait.Observe(d.Seconds())
+	ro.wait.Observe(d)
 }
 
 // DeadLetterFailed implements fanout.RouteObserver.

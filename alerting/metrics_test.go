@@ -277,7 +277,7 @@ fanout_route_delivery_duration_seconds_count{route="crm",topic="orders"} 4
 `
 	only := prometheus.NewPedanticRegistry()
 	only.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		ch <- m.duration.WithLabelValues("orders", "crm").(prometheus.Metric)
+		ch <- m.duration.with("orders", "crm").metric(m.duration.desc, m.duration.upper)
 	}))
 	if err := testutil.GatherAndCompare(only, strings.NewReader(want)); err != nil {
 		t.Error(err)
