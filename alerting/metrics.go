@@ -77,17 +77,17 @@ func NewRegistry() *prometheus.Registry {
 // Every method is safe for concurrent use. The RouteObserver returned by
 // Route holds pre-bound series and does not allocate.
 type Metrics struct {
-	consumed   *prometheus.CounterVec   // topic
-	commits    *prometheus.CounterVec   // topic, result
-	rebalances *prometheus.CounterVec   // topic, event
-	ready      prometheus.Gauge         //
-	buildInfo  *prometheus.GaugeVec     // version, goversion
-	deliveries *prometheus.CounterVec   // topic, route, outcome
-	duration   *durationVec // topic, route
-	queueWait  *durationVec // topic, route
-	pauses     *prometheus.CounterVec   // topic, route (the cause)
-	dlqFailed  *prometheus.CounterVec   // topic, route
-	events     []prometheus.Collector   // the above, for Describe and Collect
+	consumed   *prometheus.CounterVec // topic
+	commits    *prometheus.CounterVec // topic, result
+	rebalances *prometheus.CounterVec // topic, event
+	ready      prometheus.Gauge       //
+	buildInfo  *prometheus.GaugeVec   // version, goversion
+	deliveries *prometheus.CounterVec // topic, route, outcome
+	duration   *durationVec           // topic, route
+	queueWait  *durationVec           // topic, route
+	pauses     *prometheus.CounterVec // topic, route (the cause)
+	dlqFailed  *prometheus.CounterVec // topic, route
+	events     []prometheus.Collector // the above, for Describe and Collect
 	snapshot   atomic.Pointer[func() consumer.Snapshot]
 	now        func() time.Time // the scrape clock; tests replace it before collecting
 	state      stateDescs
