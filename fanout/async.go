@@ -69,30 +69,44 @@ func CompletionFunc(f func(error)) Completion {
 // once: one lock and one wake-up for a run of ready jobs.
 const dispatchBatch = 64
 
-// dispatch is an asynchronous route's one dispatcher goroutine: it starts a
-// delivery for each job as soon as one of the route's Workers in-flight
-// places is free. A job stays in the queue (counted in its depth, droppable
-// by revoke) until it can start, so the buffer bound and revoke's purge
-// stay exact; it takes as many ready jobs at once as there are free places,
-// up to dispatchBatch. Once its queue is closed and drained it waits for
-// the deliveries in flight to end, so the engine's WaitGroup covers them.
+// dispatch is an asynchronous route's one dispatcher goroutine: it starts
+// a delivery for each of the route's jobs as soon as one of its Workers
+// in-flight places is free. Engine-owned; it returns once the queue is
+// closed and drained and its deliveries have ended.
 func (rr *routeRunner) dispatch() {
 	defer rr.r.e.wg.Done()
+	rr.dispatchLoop(takeRoute, int64(rr.cfg.Workers), &rr.inflight, rr.freed, func(j job, now time.Time) {
+		d := deliveries.Get().(*delivery)
+		d.rr, d.job, d.attempt, d.start = rr, j, 1, now
+		d.slots, d.freed = &rr.inflight, rr.freed
+		d.issue()
+	})
+}
+
+// dispatchLoop is the loop of a dispatcher (the route's, or its spill
+// runner's): it takes the jobs that takers of class c may take, as many at
+// once as slots has free places under limit (up to dispatchBatch), counts
+// them in slots and starts each, on this goroutine. A job stays in the
+// queue (counted in its depth, droppable by revoke) until it can start, so
+// the buffer bound and revoke's purge stay exact. A finished delivery frees
+// its place in slots and wakes freed. Once the queue is closed and drained
+// it waits for the deliveries in flight to end, so the engine's WaitGroup
+// covers them.
+func (rr *routeRunner) dispatchLoop(c takerClass, limit int64, slots *atomic.Int64, freed <-chan struct{}, start func(j job, now time.Time)) {
 	clock := rr.r.e.clock
-	workers := int64(rr.cfg.Workers)
-	batch := make([]job, 0, min(dispatchBatch, rr.cfg.Workers))
+	batch := make([]job, 0, min(dispatchBatch, limit))
 	for {
-		free := workers - rr.inflight.Load()
+		free := limit - slots.Load()
 		if free <= 0 {
-			<-rr.freed
+			<-freed
 			continue
 		}
 		var t taken
 		var ok bool
-		batch, t, ok = rr.q.takeBatch(takeRoute, batch[:0], int(min(free, dispatchBatch)))
+		batch, t, ok = rr.q.takeBatch(c, batch[:0], int(min(free, dispatchBatch)))
 		if !ok {
-			for rr.inflight.Load() > 0 {
-				<-rr.freed
+			for slots.Load() > 0 {
+				<-freed
 			}
 			return
 		}
@@ -103,14 +117,11 @@ func (rr *routeRunner) dispatch() {
 			rr.r.e.signalRoom()
 		}
 		now := clock.Now()
-		rr.inflight.Add(int64(len(batch)))
+		slots.Add(int64(len(batch)))
 		for i := range batch {
 			rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-batch[i].enq)))
-			d := deliveries.Get().(*delivery)
-			d.rr, d.job, d.attempt, d.start = rr, batch[i], 1, now
-			d.slots, d.freed = &rr.inflight, rr.freed
+			start(batch[i], now)
 			batch[i] = job{}
-			d.issue()
 		}
 	}
 }

@@ -126,46 +126,22 @@ func (s *spillRunner) spilling() bool { return s.mode.Load() != attached }
 // InFlight at once. Engine-owned; it returns once the queue is closed and
 // drained and its produces have ended.
 func (s *spillRunner) dispatch() {
-	rr := s.rr
-	defer rr.r.e.wg.Done()
-	clock := rr.r.e.clock
-	limit := int64(s.cfg.InFlight)
-	batch := make([]job, 0, min(dispatchBatch, s.cfg.InFlight))
-	for {
-		free := limit - s.inflight.Load()
-		if free <= 0 {
-			<-s.freed
-			continue
-		}
-		var t taken
-		var ok bool
-		batch, t, ok = rr.q.takeBatch(takeSpill, batch[:0], int(min(free, dispatchBatch)))
-		if !ok {
-			for s.inflight.Load() > 0 {
-				<-s.freed
-			}
-			return
-		}
-		if t.resume {
-			rr.r.kickResume()
-		}
-		if t.low {
-			rr.r.e.signalRoom()
-		}
-		now := clock.Now()
-		for i := range batch {
-			rr.obs.QueueWait(time.Duration(max(0, now.UnixNano()-batch[i].enq)))
-			s.adopt(batch[i], 1, now)
-			batch[i] = job{}
-		}
-	}
+	defer s.rr.r.e.wg.Done()
+	s.rr.dispatchLoop(takeSpill, int64(s.cfg.InFlight), &s.inflight, s.freed, func(j job, now time.Time) {
+		s.produce(j, 1, now)
+	})
 }
 
-// adopt produces a job to the spill topic: one the spill dispatcher took,
-// or one a route delivery gave back because the route detached. The
-// delivery finishes the job (acknowledged once the spill topic has it).
+// adopt produces a job to the spill topic that a route worker gave back
+// because the route detached. The delivery finishes the job (acknowledged
+// once the spill topic has it).
 func (s *spillRunner) adopt(j job, attempt int, now time.Time) {
 	s.inflight.Add(1)
+	s.produce(j, attempt, now)
+}
+
+// produce starts the produce of a job already counted in s.inflight.
+func (s *spillRunner) produce(j job, attempt int, now time.Time) {
 	d := deliveries.Get().(*delivery)
 	d.rr, d.job, d.attempt, d.start = s.rr, j, attempt, now
 	d.spill, d.slots, d.freed = s, &s.inflight, s.freed
