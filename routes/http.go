@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -110,8 +111,13 @@ type HTTPRoute struct {
 	// contentTypeVals and nameVals are the values of Content-Type (the
 	// default) and X-Fanout-Route, shared by every request.
 	contentTypeVals, nameVals []string
-	key         []byte // signing key; nil: requests are not signed
-	client      *http.Client
+	key                       []byte // signing key; nil: requests are not signed
+	client                    *http.Client
+	// rt, when set, is client's transport, called directly: http.Client's
+	// Do clones every request's headers (for redirects, which the route
+	// never follows) and would add the URL's userinfo as basic auth, which
+	// the static headers carry instead. nil with HTTPOptions.Client.
+	rt http.RoundTripper
 
 	now func() time.Time // for Retry-After dates and signatures; replaced in tests
 }
@@ -261,6 +267,11 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		return nil, &HTTPOptionsError{Route: label, Problems: problems}
 	}
 	r.contentTypeVals, r.nameVals = []string{r.contentType}, []string{r.name}
+	if u.User != nil && r.static.Get("Authorization") == "" {
+		// What http.Client does for a URL with userinfo, once.
+		pass, _ := u.User.Password()
+		r.static.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass)))
+	}
 	if o.Client != nil {
 		c := *o.Client
 		c.CheckRedirect = noRedirect
@@ -268,6 +279,7 @@ func NewHTTP(o HTTPOptions) (*HTTPRoute, error) {
 		return r, nil
 	}
 	r.client = &http.Client{Transport: tr, CheckRedirect: noRedirect}
+	r.rt = tr
 	return r, nil
 }
 
@@ -354,7 +366,12 @@ func (r *HTTPRoute) Deliver(ctx context.Context, m fanout.Message) error {
 	if err != nil {
 		return fanout.Permanent(r.wrap(err))
 	}
-	resp, err := r.client.Do(req)
+	var resp *http.Response
+	if r.rt != nil {
+		resp, err = r.rt.RoundTrip(req)
+	} else {
+		resp, err = r.client.Do(req)
+	}
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -409,6 +409,22 @@ func TestHTTPStaticHostAndURLUserinfo(t *testing.T) {
 	}
 }
 
+// A configured Authorization header wins over the URL's userinfo, as with
+// http.Client, which the route bypasses.
+func TestHTTPConfiguredAuthorizationWinsOverURLUserinfo(t *testing.T) {
+	rec := newRecorder(http.StatusOK)
+	srv := newServer(t, rec)
+	u, _ := url.Parse(srv.URL)
+	u.User = url.UserPassword("svc", "pw")
+	r := newHTTPRoute(t, HTTPOptions{URL: u.String(), Headers: map[string]string{"authorization": "Bearer tok"}})
+	if err := r.Deliver(context.Background(), fanout.Message{Topic: "t"}); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if got := rec.last(t).header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer tok" {
+		t.Errorf("Authorization %q, want just Bearer tok", got)
+	}
+}
+
 func TestHTTPStatusClassification(t *testing.T) {
 	var followed atomic.Int32
 	mux := http.NewServeMux()
