@@ -217,12 +217,15 @@ func (d *delivery) outcome(err error) {
 		d.spilled(err)
 		return
 	}
-	d.mu.Lock()
-	release := d.release
-	d.release = nil
-	d.mu.Unlock()
-	if release != nil {
-		release()
+	if rr.spill != nil {
+		// Only a route with spill watches its attempts (see issue).
+		d.mu.Lock()
+		release := d.release
+		d.release = nil
+		d.mu.Unlock()
+		if release != nil {
+			release()
+		}
 	}
 	if rr.cfg.Timeout > 0 {
 		d.mu.Lock()
