@@ -86,7 +86,7 @@ type queue struct {
 	ready ring // jobs a worker may take now
 	// keys holds every key with a job ready or running; its state is nil
 	// until a second job of the key has to wait.
-	keys      map[uint64]*keyState
+	keys      keyTable
 	free      []*keyState // recycled key states, so steady state allocates nothing
 	depth     int
 	capacity  int
@@ -103,7 +103,6 @@ type queue struct {
 func newQueue(capacity int) *queue {
 	q := &queue{
 		ready:    newRing(),
-		keys:     make(map[uint64]*keyState),
 		capacity: capacity,
 		low:      capacity / 2,
 	}
@@ -176,15 +175,14 @@ func (q *queue) pushLocked(j job) bool {
 	q.depth++
 	q.depthNow.Store(int64(q.depth))
 	if j.keyed {
-		if ks, busy := q.keys[j.key]; busy {
-			if ks == nil {
-				ks = q.newKeyState()
-				q.keys[j.key] = ks
+		if s := q.keys.find(j.key); s != nil {
+			if s.ks == nil {
+				s.ks = q.newKeyState()
 			}
-			ks.push(j)
+			s.ks.push(j)
 			return false
 		}
-		q.keys[j.key] = nil
+		q.keys.insert(j.key, nil)
 	}
 	q.ready.push(j)
 	return true
@@ -291,11 +289,11 @@ func (q *queue) finish(j job) {
 // releaseKeyLocked hands key's turn to its next waiting job, or forgets the
 // key when none waits.
 func (q *queue) releaseKeyLocked(key uint64) {
-	ks, busy := q.keys[key]
-	if !busy {
+	s := q.keys.find(key)
+	if s == nil {
 		return
 	}
-	if ks != nil {
+	if ks := s.ks; ks != nil {
 		if next, ok := ks.pop(); ok {
 			q.ready.push(next)
 			q.signalLocked()
@@ -305,7 +303,7 @@ func (q *queue) releaseKeyLocked(key uint64) {
 			q.free = append(q.free, ks)
 		}
 	}
-	delete(q.keys, key)
+	q.keys.remove(key)
 	if q.closed && q.depth == 0 {
 		q.broadcastLocked()
 	}
@@ -317,10 +315,7 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// Parked jobs first: a key whose ready job is purged passes its turn on.
-	for _, ks := range q.keys {
-		if ks == nil {
-			continue
-		}
+	q.keys.each(func(ks *keyState) {
 		kept := ks.waiting[:0]
 		for _, j := range ks.waiting[ks.head:] {
 			if j.p == p {
@@ -332,7 +327,7 @@ func (q *queue) purge(p *partition) (dropped int, resume bool) {
 		clear(ks.waiting[len(kept):])
 		ks.waiting, ks.head = kept, 0
 		ks.compact()
-	}
+	})
 	var owners []uint64
 	n := q.ready.len()
 	for range n {

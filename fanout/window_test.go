@@ -222,12 +222,7 @@ func TestEngine_keyWaitingListFollowsBacklog(t *testing.T) {
 			release <- struct{}{}
 			<-delivered
 			q.mu.Lock()
-			for _, ks := range q.keys {
-				if ks == nil {
-					continue
-				}
-				maxCap = max(maxCap, cap(ks.waiting))
-			}
+			q.keys.each(func(ks *keyState) { maxCap = max(maxCap, cap(ks.waiting)) })
 			q.mu.Unlock()
 		}
 		if maxCap > 4*buffer {

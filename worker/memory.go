@@ -27,8 +27,9 @@ const (
 	// producerBuffer is what each producer client may buffer.
 	producerBuffer = routes.ProducerBufferBytes
 	// jobBytes is one queued job (a pointer to its slot and its ordering
-	// key) with its share of the queue's ring and key lists.
-	jobBytes = 96
+	// key, 48 bytes) with its share of the queue's ring (up to twice the
+	// jobs it holds) and of its key table (up to four 24-byte slots a key).
+	jobBytes = 192
 	// workerBytes is one route worker: its goroutine's stack and state.
 	workerBytes = 8 << 10
 	// deliveryBytes is one of a kafka route's workers, a record in flight
