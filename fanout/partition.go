@@ -12,24 +12,37 @@ import (
 // contiguous acknowledged prefix is committable. Offer order is offset
 // order, so gaps in offsets (compaction, transaction markers) need no
 // special care.
+//
+// Its fields are grouped by who touches them, each group on cache lines of
+// its own: every delivery reads the first group, the poll loop and the
+// last acknowledgement of each record write the second, and every
+// delivery's start and end writes running. Sharing lines, each write made
+// the other cores fetch the lines again.
 type partition struct {
 	r   *Receiver
 	id  int32
 	ctx context.Context // parent of every delivery of this partition
 	// cancel aborts deliveries and retries on loss or forced shutdown.
-	cancel context.CancelFunc
+	cancel  context.CancelFunc
+	revoked atomic.Bool
+	gone    chan struct{} // closed on revoke or loss: abandons retry waits
+	idle    chan struct{} // signalled when running drops to 0 after revoke
 
-	mu        sync.Mutex // protects the fields below
+	_         cacheLinePad
+	mu        sync.Mutex // protects the fields below up to the next pad
 	win       window
 	committed int64 // offset after the acknowledged prefix; -1 before any
 	epoch     int32 // Epoch of the record before committed
 	paused    bool
 
-	revoked atomic.Bool
-	gone    chan struct{} // closed on revoke or loss: abandons retry waits
-	running atomic.Int64  // deliveries of this partition in progress
-	idle    chan struct{} // signalled when running drops to 0 after revoke
+	_       cacheLinePad
+	running atomic.Int64 // deliveries of this partition in progress
+	_       cacheLinePad
 }
+
+// cacheLinePad keeps the fields before and after it off each other's cache
+// lines (64 bytes on the usual CPUs).
+type cacheLinePad [64]byte
 
 func newPartition(r *Receiver, id int32, ctx context.Context) *partition {
 	ctx, cancel := context.WithCancel(ctx)

@@ -21,10 +21,15 @@ type Receiver struct {
 	seed        maphash.Seed
 	obs         Observer
 
+	// The groups below are written often, by different goroutines; the
+	// pads keep them off each other's cache lines and off the fields
+	// above, which every record reads.
+	_      cacheLinePad
 	mu     sync.RWMutex // protects parts and closed
 	parts  map[int32]*partition
 	closed bool
 
+	_ cacheLinePad
 	// paused counts assigned partitions held paused (see Saturated).
 	paused atomic.Int32
 	// bytes is the data of the records in flight that some route has not
@@ -33,6 +38,7 @@ type Receiver struct {
 	// overBudget is set when a record was refused for the byte budget;
 	// the release that brings bytes to low water clears it and resumes.
 	overBudget atomic.Bool
+	_          cacheLinePad
 }
 
 // Topic returns the receiver's topic.

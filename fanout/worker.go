@@ -24,12 +24,17 @@ type routeRunner struct {
 	// dispatcher goroutine starts deliveries, at most cfg.Workers in
 	// flight (inflight counts them; freed wakes the dispatcher when one
 	// ends).
-	async    AsyncRoute
-	inflight atomic.Int64
-	freed    chan struct{}
+	async AsyncRoute
+	freed chan struct{}
 	// spill detaches the route when it stays congested; nil without a
 	// SpillConfig.
 	spill *spillRunner
+
+	// inflight is written at every delivery's start and end; the pads keep
+	// it off the lines of the fields above, which every delivery reads.
+	_        cacheLinePad
+	inflight atomic.Int64
+	_        cacheLinePad
 }
 
 func newRouteRunner(r *Receiver, idx int, cfg RouteConfig, obs RouteObserver) *routeRunner {
