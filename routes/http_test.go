@@ -394,34 +394,28 @@ func TestHTTPSignatureAsAReceiverChecksIt(t *testing.T) {
 	}
 }
 
+// The URL's userinfo is sent as basic auth, unless an Authorization header
+// is configured, which wins (as with http.Client, which the route bypasses).
 func TestHTTPStaticHostAndURLUserinfo(t *testing.T) {
-	rec := newRecorder(http.StatusOK)
-	srv := newServer(t, rec)
-	u, _ := url.Parse(srv.URL)
-	u.User = url.UserPassword("svc", "pw")
-	r := newHTTPRoute(t, HTTPOptions{URL: u.String(), Headers: map[string]string{"Host": "billing.internal"}})
-	if err := r.Deliver(context.Background(), fanout.Message{Topic: "t"}); err != nil {
-		t.Fatalf("Deliver: %v", err)
+	deliver := func(headers map[string]string) request {
+		t.Helper()
+		rec := newRecorder(http.StatusOK)
+		srv := newServer(t, rec)
+		u, _ := url.Parse(srv.URL)
+		u.User = url.UserPassword("svc", "pw")
+		r := newHTTPRoute(t, HTTPOptions{URL: u.String(), Headers: headers})
+		if err := r.Deliver(context.Background(), fanout.Message{Topic: "t"}); err != nil {
+			t.Fatalf("Deliver: %v", err)
+		}
+		return rec.last(t)
 	}
-	got := rec.last(t)
+	got := deliver(map[string]string{"Host": "billing.internal"})
 	if got.host != "billing.internal" || got.user != "svc" || got.pass != "pw" {
 		t.Errorf("host %q, basic auth %q:%q; want billing.internal, svc:pw", got.host, got.user, got.pass)
 	}
-}
-
-// A configured Authorization header wins over the URL's userinfo, as with
-// http.Client, which the route bypasses.
-func TestHTTPConfiguredAuthorizationWinsOverURLUserinfo(t *testing.T) {
-	rec := newRecorder(http.StatusOK)
-	srv := newServer(t, rec)
-	u, _ := url.Parse(srv.URL)
-	u.User = url.UserPassword("svc", "pw")
-	r := newHTTPRoute(t, HTTPOptions{URL: u.String(), Headers: map[string]string{"authorization": "Bearer tok"}})
-	if err := r.Deliver(context.Background(), fanout.Message{Topic: "t"}); err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
-	if got := rec.last(t).header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer tok" {
-		t.Errorf("Authorization %q, want just Bearer tok", got)
+	got = deliver(map[string]string{"authorization": "Bearer tok"})
+	if v := got.header.Values("Authorization"); len(v) != 1 || v[0] != "Bearer tok" {
+		t.Errorf("with a configured Authorization: %q, want just Bearer tok", v)
 	}
 }
 
