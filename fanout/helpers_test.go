@@ -106,6 +106,32 @@ func offerAll(tb testing.TB, r *Receiver, msgs ...*Message) {
 	}
 }
 
+// fillUntilRefused offers records of "t" partition 0 from offset 0 until
+// one is refused, and returns the refused offset.
+func fillUntilRefused(r *Receiver) int64 {
+	next := int64(0)
+	for r.Offer(msg("t", 0, next, "")) == nil {
+		next++
+	}
+	return next
+}
+
+// offerWithRoom offers records of "t" partition 0 at offsets [from, to),
+// waiting for Room after each refusal; a refusal that no Room answers
+// within guard fails the test with why.
+func offerWithRoom(tb testing.TB, e *Engine, r *Receiver, from, to int64, why string) {
+	tb.Helper()
+	for next := from; next < to; next++ {
+		for r.Offer(msg("t", 0, next, "")) != nil {
+			select {
+			case <-e.Room():
+			case <-time.After(guard):
+				tb.Fatalf("record %d not taken within %s: %s", next, guard, why)
+			}
+		}
+	}
+}
+
 func committed(r *Receiver, p int32) int64 {
 	c, ok := r.Committable(p)
 	if !ok {

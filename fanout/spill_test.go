@@ -93,10 +93,7 @@ func TestSpill_detachAfterCongestionLosesNothing(t *testing.T) {
 		}})
 		r := e.Receiver("t")
 		r.Assign(0)
-		next := int64(0)
-		for r.Offer(msg("t", 0, next, "")) == nil {
-			next++
-		}
+		next := fillUntilRefused(r)
 		// Congested now. Short of After, it stays attached.
 		clock.advance(time.Minute - time.Millisecond)
 		time.Sleep(3 * watchTick)
@@ -110,11 +107,8 @@ func TestSpill_detachAfterCongestionLosesNothing(t *testing.T) {
 		for r.Paused(0) {
 			<-e.Room()
 		}
-		for end := next + 100; next < end; next++ {
-			for r.Offer(msg("t", 0, next, "")) != nil {
-				<-e.Room()
-			}
-		}
+		offerWithRoom(t, e, r, next, next+100, "the spilling route holds the receiver back")
+		next += 100
 		wait(t, guard, "commit reaches the end", func() bool { return committed(r, 0) == next })
 		got := spill.offsets()
 		dups := 0
@@ -245,10 +239,7 @@ func TestSpill_failedProduceIsRetriedNeverAcknowledgedEarly(t *testing.T) {
 	}})
 	r := e.Receiver("t")
 	r.Assign(0)
-	next := int64(0)
-	for r.Offer(msg("t", 0, next, "")) == nil {
-		next++
-	}
+	next := fillUntilRefused(r)
 	spill.fail.Store(20)
 	spill.backlg.Store(1)
 	clock.advance(time.Second)
@@ -355,10 +346,7 @@ func TestSpill_detachEndsAttemptsInFlight(t *testing.T) {
 		}})
 		r := e.Receiver("t")
 		r.Assign(0)
-		next := int64(0)
-		for r.Offer(msg("t", 0, next, "")) == nil {
-			next++
-		}
+		next := fillUntilRefused(r)
 		spill.backlg.Store(1)
 		clock.advance(time.Second)
 		wait(t, guard, "detached", func() bool { return detachedNow(e) })
@@ -366,15 +354,8 @@ func TestSpill_detachEndsAttemptsInFlight(t *testing.T) {
 		// half the buffer stays queued, so it stays congested) and the
 		// window 16: 100 more flow only if no attempt keeps holding its
 		// record.
-		for end := next + 100; next < end; next++ {
-			for r.Offer(msg("t", 0, next, "")) != nil {
-				select {
-				case <-e.Room():
-				case <-time.After(guard):
-					t.Fatalf("record %d: no room for %v; an attempt still holds the window", next, guard)
-				}
-			}
-		}
+		offerWithRoom(t, e, r, next, next+100, "an attempt still holds the window")
+		next += 100
 		wait(t, guard, "commit reaches the end with the route still stalled", func() bool { return committed(r, 0) == next })
 		got := spill.offsets()
 		for off := range next {
@@ -403,24 +384,14 @@ func TestSpill_lowBacklogRightAfterDetachKeepsSpilling(t *testing.T) {
 		}})
 		r := e.Receiver("t")
 		r.Assign(0)
-		next := int64(0)
-		for r.Offer(msg("t", 0, next, "")) == nil {
-			next++
-		}
+		next := fillUntilRefused(r)
 		// The backlog reads 0 (as a spill topic whose produces have not
 		// landed would), within the route's buffer.
 		clock.advance(time.Second)
 		wait(t, guard, "detached", func() bool { return detachedNow(e) })
 		time.Sleep(3 * watchTick)
-		for end := next + 40; next < end; next++ {
-			for r.Offer(msg("t", 0, next, "")) != nil {
-				select {
-				case <-e.Room():
-				case <-time.After(guard):
-					t.Fatalf("record %d not taken within %s: the receiver is held back", next, guard)
-				}
-			}
-		}
+		offerWithRoom(t, e, r, next, next+40, "the receiver is held back")
+		next += 40
 		wait(t, guard, "spilled up to the end", func() bool { return committed(r, 0) == next })
 		if !detachedNow(e) || route.count() != 0 {
 			t.Fatalf("detached %v, %d direct deliveries; want every record spilled", detachedNow(e), route.count())
